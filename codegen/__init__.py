@@ -1,0 +1,1 @@
+"""graphc.codegen: LLVM IR emission with llvmlite, math library, JIT, object cache."""

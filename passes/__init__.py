@@ -1,0 +1,1 @@
+"""graphc.passes: autodiff, simplification, CSE, folding, DCE, fusion, memory planning (Graph -> Graph)."""
