@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from .dtypes import DType
 from .errors import short_location
 from .ir import Graph, Node
@@ -70,10 +68,11 @@ def format_constant(value: np.ndarray) -> str:
     """A constant's value if small, else a placeholder for it."""
     if value.size > MAX_CONSTANT_ELEMENTS:
         return "<...>"
-    if value.ndim == 0:
-        return format_attr(value.item())
-    return np.array2string(value, separator=",", max_line_width=10 ** 6,
-                           formatter={"float_kind": repr}).replace(" ", "")
+    def nested(v):
+        if isinstance(v, list):
+            return "[" + ",".join(nested(x) for x in v) + "]"
+        return format_attr(v)
+    return nested(value.tolist())
 
 
 def format_node(node: Node, names: dict[int, str]) -> str:

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from typing import Mapping
 
 import numpy as np
@@ -133,7 +134,7 @@ def loads(text: str, npz: bytes | None) -> Graph:
         try:
             with np.load(io.BytesIO(npz), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError, EOFError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise GraphFormatError(f"graph arrays (.npz) are unreadable: {e}") from None
     return graph_from_dict(doc, arrays)
 

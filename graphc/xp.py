@@ -125,6 +125,8 @@ class NumpyNamespace:
     @staticmethod
     def logsumexp(x, axis, keepdims):
         """log(sum(exp(x))) = m + log(sum(exp(x - m))), m = max(x) (0 where max is infinite)."""
+        if x.size == 0:
+            return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
         m = np.max(x, axis=axis, keepdims=True)
         m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
         out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
@@ -224,7 +226,8 @@ class SympyNamespace:
 
     @staticmethod
     def pad(x, pad_width, value):
-        return np.pad(np.asarray(x, dtype=object), pad_width, mode="constant", constant_values=value)
+        return np.pad(np.asarray(x, dtype=object), pad_width, mode="constant",
+                      constant_values=_sympy().sympify(value))
 
     @staticmethod
     def add_at(out, index, values):

@@ -231,22 +231,25 @@ register(OpDef("stack", "shape", _infer_stack, lambda xp, *xs, axis: xp.stack(xs
 # ---------------------------------------------------------------- slice
 
 def _normalize_slice(types, attrs):
+    """IR slice bounds are literal: axis i takes ``range(starts[i], stops[i], steps[i])``.
+
+    (``stops[i] == -1`` with a negative step means "through index 0"; the API
+    functions turn Python slice notation into these concrete bounds.)
+    """
     x = types[0]
     n = x.ndim
-    starts, stops, steps = attrs["starts"], attrs["stops"], attrs["steps"]
-    starts = (None,) * n if starts is None else tuple(starts)
-    stops = (None,) * n if stops is None else tuple(stops)
-    steps = (None,) * n if steps is None else tuple(steps)
+    try:
+        starts, stops, steps = (tuple(int(v) for v in attrs[k]) for k in ("starts", "stops", "steps"))
+    except (TypeError, ValueError):
+        raise OpTypeError("starts, stops and steps must be sequences of ints") from None
     if not len(starts) == len(stops) == len(steps) == n:
         raise OpTypeError(f"starts/stops/steps need one entry per axis of {x}")
-    out = [], [], []
     for dim, a, b, c in zip(x.shape, starts, stops, steps):
         if c == 0:
             raise OpTypeError("slice step cannot be zero")
-        s = builtins.slice(a, b, c).indices(dim)
-        for lst, v in zip(out, s):
-            lst.append(v)
-    return {"starts": tuple(out[0]), "stops": tuple(out[1]), "steps": tuple(out[2])}
+        if not (0 <= a <= dim and -1 <= b <= dim) or (c < 0 and len(range(a, b, c)) and a >= dim):
+            raise OpTypeError(f"slice bounds ({a}, {b}, {c}) are outside an axis of size {dim}")
+    return {"starts": starts, "stops": stops, "steps": steps}
 
 
 def _infer_slice(x, *, starts, stops, steps):
@@ -261,9 +264,17 @@ def _slice_ref(xp, x, starts, stops, steps):
 
 
 def slice(x, starts, stops, steps=None):
-    """Strided slice with one (start, stop, step) per axis, numpy semantics (None = whole axis)."""
+    """Strided slice with one (start, stop, step) per axis, Python slice semantics (None = default)."""
     x = as_tensor(x)
-    return node_op("slice", [x], starts=starts, stops=stops, steps=steps)
+    n = x.ndim
+    steps = (None,) * n if steps is None else tuple(steps)
+    if not len(starts) == len(stops) == len(steps) == n:
+        raise GraphError("slice", f"starts/stops/steps need one entry per axis of {x.type}", operands=[x.type])
+    if any(c == 0 for c in steps):
+        raise GraphError("slice", "slice step cannot be zero", operands=[x.type])
+    bounds = [builtins.slice(a, b, c).indices(dim) for dim, a, b, c in zip(x.shape, starts, stops, steps)]
+    return node_op("slice", [x], starts=tuple(b[0] for b in bounds), stops=tuple(b[1] for b in bounds),
+                   steps=tuple(b[2] for b in bounds))
 
 
 _GETITEM_CASES = [((5,), (builtins.slice(1, 4),)), ((4, 5), (builtins.slice(None), builtins.slice(1, 3))),
