@@ -38,3 +38,6 @@ def graph(outputs, inputs=None, name: str = "graph", output_names=None) -> Graph
     outs = [outputs] if single else list(outputs)
     ins = None if inputs is None else [t.node for t in inputs]
     return Graph.from_outputs([t.node for t in outs], ins, name=name, output_names=output_names)
+
+from .autodiff import check_grads, grad, grad_program, hessian, hvp, jvp, value_and_grad, vjp  # noqa: E402
+from .custom import define_op, elementwise_op  # noqa: E402

@@ -26,8 +26,33 @@ def _package_dirs() -> tuple[str, ...]:
     return _PKG_DIRS
 
 
+_LOCATION_OVERRIDE: list[str] = []
+
+
+class attribute_to:
+    """Context manager: nodes created inside are attributed to ``loc``.
+
+    The autodiff pass uses it so that each backward node points at the user's
+    line of the forward node it differentiates.
+    """
+
+    def __init__(self, loc: str | None):
+        self.loc = loc
+
+    def __enter__(self):
+        _LOCATION_OVERRIDE.append(self.loc)
+        return self
+
+    def __exit__(self, *exc):
+        _LOCATION_OVERRIDE.pop()
+        return False
+
+
 def user_location(skip_internal: bool = True) -> str:
-    """``file:line`` of the innermost stack frame that is not graphc's own code."""
+    """``file:line`` of the innermost stack frame that is not graphc's own code
+    (or the location set by an enclosing ``attribute_to``)."""
+    if _LOCATION_OVERRIDE and _LOCATION_OVERRIDE[-1]:
+        return _LOCATION_OVERRIDE[-1]
     dirs = _package_dirs()
     frame = sys._getframe(1)
     while frame is not None:

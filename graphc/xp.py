@@ -234,9 +234,20 @@ class SympyNamespace:
         np.add.at(out, index, values)
         return out
 
-    @staticmethod
-    def astype(x, dtype):
-        return np.asarray(x, dtype=object)
+    def astype(self, x, dtype):
+        """Truth values become 1/0 (``Piecewise`` for undecided relations); numbers stay exact."""
+        x = np.asarray(x, dtype=object)
+        if dtype.is_bool:
+            return x
+        sp = self.sp
+
+        def one(v):
+            if isinstance(v, (bool, np.bool_)) or v in (sp.true, sp.false):
+                return sp.Integer(1) if bool(v) else sp.Integer(0)
+            if isinstance(v, (sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction)):
+                return sp.Piecewise((1, v), (0, True))
+            return v
+        return np.frompyfunc(one, 1, 1)(x) if x.size else x
 
     @staticmethod
     def sum(x, axis, keepdims):

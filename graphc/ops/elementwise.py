@@ -86,7 +86,7 @@ def _operands(op: str, operands, dtype: DType | None = None, allowed=ALL_DTYPES,
 # ---------------------------------------------------------------- unary ops
 
 def unary(name: str, ref, *, dtypes=FLOAT_DTYPES, api_name=None, oracle=None, low=-3.0, high=3.0,
-          differentiable=True, doc="", int_to_float=True, examples=None, scalar=None):
+          differentiable=True, doc="", int_to_float=True, examples=None, scalar=None, vjp=None):
     """Register a unary elementwise op (same shape and dtype out) and return its API function.
 
     For float-only ops, integer arguments are computed in float64 as numpy does.
@@ -107,7 +107,7 @@ def unary(name: str, ref, *, dtypes=FLOAT_DTYPES, api_name=None, oracle=None, lo
         ex_dtypes = tuple(dtypes) + ((int32,) if int_to_float and set(dtypes) <= set(FLOAT_DTYPES) else ())
         examples = unary_examples(ex_dtypes, low, high)
     register(OpDef(name, "elementwise", infer, ref, nin=1, differentiable=differentiable, doc=doc,
-                   api=api, oracle=oracle, examples=examples, scalar=scalar))
+                   api=api, oracle=oracle, examples=examples, scalar=scalar, vjp=vjp))
     return api
 
 
@@ -121,40 +121,64 @@ def _np(fn):
 
 
 negative = unary("neg", lambda xp, x: xp.negative(x), dtypes=NUMERIC_DTYPES, api_name="negative",
-                 oracle=_np(np.negative), doc="-x")
-abs = unary("abs", lambda xp, x: xp.abs(x), dtypes=NUMERIC_DTYPES, oracle=_np(np.abs), doc="|x|")
+                 oracle=_np(np.negative), doc="-x",
+                 vjp=lambda g, x, out: (-g,))
+abs = unary("abs", lambda xp, x: xp.abs(x), dtypes=NUMERIC_DTYPES, oracle=_np(np.abs), doc="|x|",
+            vjp=lambda g, x, out: (g * sign(x),))
 sign = unary("sign", lambda xp, x: xp.sign(x), dtypes=NUMERIC_DTYPES, oracle=_np(np.sign),
              differentiable=False, doc="-1, 0 or 1 by the sign of x (nan stays nan)")
-exp = unary("exp", lambda xp, x: xp.exp(x), oracle=_np(np.exp), doc="e^x")
-log = unary("log", lambda xp, x: xp.log(x), oracle=_np(np.log), low=0.01, high=5.0, doc="ln x")
+exp = unary("exp", lambda xp, x: xp.exp(x), oracle=_np(np.exp), doc="e^x",
+            vjp=lambda g, x, out: (g * out,))
+log = unary("log", lambda xp, x: xp.log(x), oracle=_np(np.log), low=0.01, high=5.0, doc="ln x",
+            vjp=lambda g, x, out: (g / x,))
 log1p = unary("log1p", lambda xp, x: xp.log1p(x), oracle=_np(np.log1p), low=-0.9, high=3.0,
-              doc="ln(1 + x), accurate for small x")
-expm1 = unary("expm1", lambda xp, x: xp.expm1(x), oracle=_np(np.expm1), doc="e^x - 1, accurate for small x")
-sqrt = unary("sqrt", lambda xp, x: xp.sqrt(x), oracle=_np(np.sqrt), low=0.0, high=5.0, doc="√x")
+              doc="ln(1 + x), accurate for small x",
+              vjp=lambda g, x, out: (g / (1 + x),))
+expm1 = unary("expm1", lambda xp, x: xp.expm1(x), oracle=_np(np.expm1), doc="e^x - 1, accurate for small x",
+              vjp=lambda g, x, out: (g * (out + 1),))
+sqrt = unary("sqrt", lambda xp, x: xp.sqrt(x), oracle=_np(np.sqrt), low=0.0, high=5.0, doc="√x",
+             vjp=lambda g, x, out: (g / (2 * out),))
 rsqrt = unary("rsqrt", lambda xp, x: 1 / xp.sqrt(x), oracle=_np(lambda x: 1 / np.sqrt(x)),
-              low=0.05, high=5.0, doc="1/√x")
-square = unary("square", lambda xp, x: x * x, dtypes=NUMERIC_DTYPES, oracle=_np(np.square), doc="x²")
+              low=0.05, high=5.0, doc="1/√x",
+              vjp=lambda g, x, out: (g * -0.5 * out / x,))
+square = unary("square", lambda xp, x: x * x, dtypes=NUMERIC_DTYPES, oracle=_np(np.square), doc="x²",
+               vjp=lambda g, x, out: (g * 2 * x,))
 reciprocal = unary("reciprocal", lambda xp, x: 1 / x, oracle=_np(lambda x: 1 / x), low=0.2, high=4.0,
-                   doc="1/x")
-sin = unary("sin", lambda xp, x: xp.sin(x), oracle=_np(np.sin), doc="sin x")
-cos = unary("cos", lambda xp, x: xp.cos(x), oracle=_np(np.cos), doc="cos x")
-tanh = unary("tanh", lambda xp, x: xp.tanh(x), oracle=_np(np.tanh), doc="tanh x")
+                   doc="1/x",
+                   vjp=lambda g, x, out: (-(g * out * out),))
+sin = unary("sin", lambda xp, x: xp.sin(x), oracle=_np(np.sin), doc="sin x",
+            vjp=lambda g, x, out: (g * cos(x),))
+cos = unary("cos", lambda xp, x: xp.cos(x), oracle=_np(np.cos), doc="cos x",
+            vjp=lambda g, x, out: (-(g * sin(x)),))
+tanh = unary("tanh", lambda xp, x: xp.tanh(x), oracle=_np(np.tanh), doc="tanh x",
+             vjp=lambda g, x, out: (g * (1 - out * out),))
 sigmoid = unary("sigmoid", lambda xp, x: xp.sigmoid(x), oracle=_np(lambda x: 1 / (1 + np.exp(-x))),
-                low=-20.0, high=20.0, doc="σ(x) = 1/(1 + e^-x), evaluated without overflow")
+                low=-20.0, high=20.0, doc="σ(x) = 1/(1 + e^-x), evaluated without overflow",
+                vjp=lambda g, x, out: (g * out * (1 - out),))
 relu = unary("relu", lambda xp, x: xp.maximum(x, 0), dtypes=NUMERIC_DTYPES,
-             oracle=_np(lambda x: np.maximum(x, 0).astype(x.dtype)), doc="max(x, 0)")
+             oracle=_np(lambda x: np.maximum(x, 0).astype(x.dtype)), doc="max(x, 0)",
+             vjp=lambda g, x, out: (where(x > 0, g, 0),))
 softplus = unary("softplus", lambda xp, x: xp.softplus(x), oracle=_np(lambda x: np.logaddexp(x, 0)),
-                 low=-20.0, high=20.0, doc="ln(1 + e^x) = max(x,0) + log1p(e^-|x|)")
+                 low=-20.0, high=20.0, doc="ln(1 + e^x) = max(x,0) + log1p(e^-|x|)",
+                 vjp=lambda g, x, out: (g * sigmoid(x),))
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
 
 
 def _gelu(xp, x):
-    return 0.5 * x * (1 + xp.tanh(_GELU_C * (x + 0.044715 * (x * x * x))))
+    return 0.5 * x * (1 + xp.tanh(_GELU_C * (x + _GELU_A * (x * x * x))))
+
+
+def _gelu_vjp(g, x, out):
+    """d/dx [x/2 (1 + t)] = (1 + t)/2 + x/2 (1 - t²) c (1 + 3a x²),  t = tanh(c (x + a x³))."""
+    t = tanh(_GELU_C * (x + _GELU_A * (x * x * x)))
+    return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * _GELU_A * (x * x))),)
 
 
 gelu = unary("gelu", _gelu, doc="x/2 · (1 + tanh(√(2/π)(x + 0.044715 x³))), the tanh form",
-             oracle=_np(lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))))
+             oracle=_np(lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
+             vjp=_gelu_vjp)
 
 
 def _rounding(name, fn):
@@ -180,7 +204,7 @@ ceil = _rounding("ceil", np.ceil)
 
 def binary(name: str, ref, *, dtypes=NUMERIC_DTYPES, api_name=None, oracle=None, out_dtype=None,
            float_only=False, low=-3.0, high=3.0, low_b=None, high_b=None, differentiable=True,
-           doc="", scalars=(2, 0.5), examples=None, scalar=None):
+           doc="", scalars=(2, 0.5), examples=None, scalar=None, vjp=None):
     """Register a binary elementwise op and return its numpy-style API function.
 
     ``out_dtype``: fixed result dtype (bool for comparisons); otherwise the
@@ -203,22 +227,42 @@ def binary(name: str, ref, *, dtypes=NUMERIC_DTYPES, api_name=None, oracle=None,
         examples = binary_examples(dtypes if dtypes != ALL_DTYPES else ALL, low, high, scalars=scalars,
                                    low_b=low_b, high_b=high_b)
     register(OpDef(name, "elementwise", infer, ref, nin=2, differentiable=differentiable, doc=doc,
-                   api=api, oracle=oracle, examples=examples, scalar=scalar))
+                   api=api, oracle=oracle, examples=examples, scalar=scalar, vjp=vjp))
     return api
 
 
-add = binary("add", lambda xp, a, b: a + b, oracle=_np(np.add), doc="a + b")
-subtract = binary("sub", lambda xp, a, b: a - b, api_name="subtract", oracle=_np(np.subtract), doc="a - b")
-multiply = binary("mul", lambda xp, a, b: a * b, api_name="multiply", oracle=_np(np.multiply), doc="a · b")
+def _pow_vjp(g, a, b, out):
+    """d(a^b)/da = b a^(b-1) (0 where b = 0); d(a^b)/db = a^b ln a (0 where a <= 0)."""
+    da = where(equal(b, 0), 0, g * b * power(a, b - 1))
+    db = g * out * log(where(greater(a, 0), a, 1))
+    return da, db
+
+
+def _extremum_vjp(pick):
+    """maximum/minimum: the gradient goes to the chosen operand; ties split it evenly."""
+    def vjp(g, a, b, out):
+        share = where(pick(a, b), 1.0, where(equal(a, b), 0.5, 0.0))
+        share = cast(share, g.dtype)
+        return g * share, g * (1 - share)
+    return vjp
+
+
+add = binary("add", lambda xp, a, b: a + b, oracle=_np(np.add), doc="a + b",
+             vjp=lambda g, a, b, out: (g, g))
+subtract = binary("sub", lambda xp, a, b: a - b, api_name="subtract", oracle=_np(np.subtract), doc="a - b",
+                  vjp=lambda g, a, b, out: (g, -g))
+multiply = binary("mul", lambda xp, a, b: a * b, api_name="multiply", oracle=_np(np.multiply), doc="a · b",
+                  vjp=lambda g, a, b, out: (g * b, g * a))
 divide = binary("div", lambda xp, a, b: a / b, api_name="divide", dtypes=FLOAT_DTYPES, float_only=True,
-                low_b=0.5, high_b=3.0, oracle=_np(np.true_divide), doc="a / b (true division)")
+                low_b=0.5, high_b=3.0, oracle=_np(np.true_divide), doc="a / b (true division)",
+                vjp=lambda g, a, b, out: (g / b, -(g * out / b)))
 power = binary("pow", lambda xp, a, b: xp.power(a, b), api_name="power", low=0.1, high=3.0,
                low_b=0.0, high_b=3.0, oracle=_np(np.power), scalars=(2, 0.5),
-               doc="a ** b (C pow semantics for floats; integer exponents must be >= 0)")
+               doc="a ** b (C pow semantics for floats; integer exponents must be >= 0)", vjp=_pow_vjp)
 maximum = binary("maximum", lambda xp, a, b: xp.maximum(a, b), oracle=_np(np.maximum),
-                 doc="max(a, b), nan if either is nan")
+                 doc="max(a, b), nan if either is nan", vjp=_extremum_vjp(lambda a, b: greater(a, b)))
 minimum = binary("minimum", lambda xp, a, b: xp.minimum(a, b), oracle=_np(np.minimum),
-                 doc="min(a, b), nan if either is nan")
+                 doc="min(a, b), nan if either is nan", vjp=_extremum_vjp(lambda a, b: less(a, b)))
 
 
 def _compare(name, api_name, fn_name, oracle):
@@ -297,7 +341,7 @@ def where(cond, a, b):
 
 
 register(OpDef("where", "elementwise", _infer_where, lambda xp, c, a, b: xp.where(c, a, b), nin=3,
-               doc="cond ? a : b", api=where, oracle=_np(np.where),
+               doc="cond ? a : b", vjp=lambda g, c, a, b, out: (None, where(c, g, 0), where(c, 0, g)), api=where, oracle=_np(np.where),
                examples=tuple(Example((Arg(sc, bool_), Arg(sa, d), Arg(sb, d)))
                               for d in ALL for sc, sa, sb in [((2, 3), (2, 3), (2, 3)), ((2, 1), (3,), ()),
                                                              ((0, 3), (1, 3), (3,))])
@@ -328,6 +372,7 @@ def cast(x, dtype):
 
 register(OpDef("cast", "elementwise", _infer_cast, lambda xp, x, dtype: xp.astype(x, dtype),
                attrs={"dtype": None}, normalize=_normalize_cast,
+               vjp=lambda g, x, out, dtype: (cast(g, x.dtype) if x.dtype.is_float and dtype.is_float else None,),
                doc="convert the element type", api=cast,
                oracle=lambda x, dtype: x.astype(as_dtype(dtype).np_dtype),
                examples=tuple(Example((Arg((2, 3), a, -5, 5),), {"dtype": b})

@@ -52,6 +52,7 @@ def _take_ref(xp, x, idx, axis):
 
 
 register(OpDef("take", "index", _infer_take, _take_ref, nin=2, attrs={"axis": 0},
+               vjp=lambda g, x, idx, out, axis: (scatter_add(g, idx, axis, x.shape[axis]), None),
                normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim, 1))},
                doc="gather along an axis", api=take,
                oracle=lambda x, indices, axis=None: np.take(x, indices, axis=axis),
@@ -130,6 +131,7 @@ def _scatter_oracle(updates, indices, axis, dim_size):
 
 
 register(OpDef("scatter_add", "index", _infer_scatter, _scatter_ref, nin=2,
+               vjp=lambda g, u, idx, out, axis, dim_size: (take(g, idx, axis=axis), None),
                attrs={"axis": 0, "dim_size": None},
                normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim, 1)),
                                        "dim_size": a["dim_size"]},

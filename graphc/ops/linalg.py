@@ -81,8 +81,18 @@ def dot(a, b):
 _MATMUL_SHAPES = [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((5, 2, 3), (3, 4)),
                   ((5, 2, 3), (5, 3, 4)), ((1, 2, 3), (4, 3, 2)), ((2, 0), (0, 3)), ((0, 3), (3, 2)),
                   ((1, 1), (1, 1))]
+def _swap_last(t):
+    perm = tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2)
+    return transpose(t, perm)
+
+
+def _matmul_vjp(g, a, b, out):
+    """C = A B:  Ā = C̄ Bᵀ,  B̄ = Aᵀ C̄ (per batch element)."""
+    return matmul(g, _swap_last(b)), matmul(_swap_last(a), g)
+
+
 register(OpDef("matmul", "matmul", _infer_matmul, lambda xp, a, b: xp.matmul(a, b), nin=2,
-               flops=_matmul_flops, doc="batched matrix product", api=matmul, oracle=_np(np.matmul),
+               flops=_matmul_flops, vjp=_matmul_vjp, doc="batched matrix product", api=matmul, oracle=_np(np.matmul),
                examples=tuple(Example((Arg(sa, d, -2, 2), Arg(sb, d, -2, 2))) for d in NUMERIC
                               for sa, sb in _MATMUL_SHAPES)
                + (Example((Arg((2, 3), int32), Arg((3, 2), float32))),)))
@@ -115,6 +125,7 @@ def transpose(x, axes=None):
 
 register(OpDef("transpose", "shape", _infer_transpose, lambda xp, x, perm: xp.transpose(x, perm),
                attrs={"perm": None}, normalize=_normalize_perm, doc="permute axes", api=transpose,
+               vjp=lambda g, x, out, perm: (transpose(g, tuple(int(i) for i in np.argsort(perm))),),
                oracle=lambda x, axes=None: np.transpose(x, axes),
                examples=tuple(Example((Arg(s, d),), kw) for d in NUMERIC[:1] + NUMERIC[2:3]
                               for s, kw in [((2, 3), {}), ((2, 3, 4), {"axes": (1, 2, 0)}),

@@ -20,7 +20,7 @@ from .registry import Arg, Example, OpDef, OpTypeError, normalize_axis, register
 __all__ = ["softmax", "log_softmax"]
 
 
-def _normalizing(name, ref, oracle, doc):
+def _normalizing(name, ref, oracle, doc, vjp):
     def infer(x, *, axis):
         require_dtypes(name, x, FLOAT_DTYPES)
         if x.ndim == 0:
@@ -35,7 +35,7 @@ def _normalizing(name, ref, oracle, doc):
 
     api.__name__ = name
     api.__doc__ = doc
-    register(OpDef(name, "nn", infer, ref, attrs={"axis": -1},
+    register(OpDef(name, "nn", infer, ref, attrs={"axis": -1}, vjp=vjp,
                    normalize=lambda t, a: {"axis": normalize_axis(a["axis"], max(t[0].ndim, 1))},
                    doc=doc, api=api, oracle=_np(oracle),
                    examples=tuple(Example((Arg(s, d, -5, 5),), kw) for d in NUMERIC for s, kw in
@@ -55,7 +55,20 @@ def _log_softmax_oracle(x, axis=-1):
     return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
 
 
+def _softmax_vjp(g, x, out, axis):
+    """s = softmax(x):  x̄ = s ⊙ (ḡ - Σ_j ḡ_j s_j)."""
+    from .reduce import sum
+    return (out * (g - sum(g * out, axis=axis, keepdims=True)),)
+
+
+def _log_softmax_vjp(g, x, out, axis):
+    """l = log_softmax(x):  x̄ = ḡ - e^l Σ_j ḡ_j  (e^l = softmax(x) <= 1: no overflow)."""
+    from .elementwise import exp
+    from .reduce import sum
+    return (g - exp(out) * sum(g, axis=axis, keepdims=True),)
+
+
 softmax = _normalizing("softmax", lambda xp, x, axis: xp.softmax(x, axis), _softmax_oracle,
-                       "exp(x - max x) / Σ exp(x - max x) along axis")
+                       "exp(x - max x) / Σ exp(x - max x) along axis", _softmax_vjp)
 log_softmax = _normalizing("log_softmax", lambda xp, x, axis: xp.log_softmax(x, axis), _log_softmax_oracle,
-                           "x - logsumexp(x) along axis, without overflow")
+                           "x - logsumexp(x) along axis, without overflow", _log_softmax_vjp)

@@ -18,7 +18,7 @@ from .examples import ALL, reduce_examples
 from .registry import (Arg, Example, OpDef, OpTypeError, normalize_axes, normalize_axis, register,
                        require_dtypes)
 
-__all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "logsumexp", "reduced_shape"]
+__all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "logsumexp"]
 
 
 def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
@@ -33,7 +33,7 @@ def _normalize_axes(types, attrs):
 
 
 def _reduction(name, ref, *, dtypes, out_dtype=None, needs_elements=False, float_compute=False,
-               oracle=None, examples_dtypes=None, doc="", differentiable=True, low=-3.0, high=3.0):
+               oracle=None, examples_dtypes=None, doc="", differentiable=True, low=-3.0, high=3.0, vjp=None):
     """Register an ``axes``/``keepdims`` reduction; returns its numpy-style API function.
 
     ``out_dtype(dtype)`` maps the input dtype to the result's; ``needs_elements``:
@@ -58,7 +58,7 @@ def _reduction(name, ref, *, dtypes, out_dtype=None, needs_elements=False, float
     ex = reduce_examples(examples_dtypes or dtypes, low, high, empty_ok=not needs_elements)
     register(OpDef(name, "reduce", infer, ref, attrs={"axes": None, "keepdims": False},
                    normalize=_normalize_axes, doc=doc, api=api, oracle=oracle, examples=ex,
-                   differentiable=differentiable))
+                   differentiable=differentiable, vjp=vjp))
     return api
 
 
@@ -71,30 +71,74 @@ def _widen(d):
     return d if d.is_float else int64
 
 
+def expand_reduced(t, shape: tuple, axes: tuple, keepdims: bool):
+    """Undo a reduction's shape: ``t`` (the reduced value) broadcast back to ``shape``."""
+    from .shape import broadcast_to, reshape
+    if not keepdims:
+        t = reshape(t, reduced_shape(shape, axes, True))
+    return broadcast_to(t, shape)
+
+
+def _sum_vjp(g, x, out, axes, keepdims):
+    """∂/∂x_i Σ x = 1: the cotangent is broadcast back."""
+    return (expand_reduced(g, x.shape, axes, keepdims),)
+
+
+def _mean_vjp(g, x, out, axes, keepdims):
+    return (expand_reduced(g, x.shape, axes, keepdims) / _count(x.shape, axes),)
+
+
+def _prod_vjp(g, x, out, axes, keepdims):
+    """∂/∂x_i Π x = Π_{j≠i} x_j, exact with zeros: with no zero it is P/x_i; with one zero it
+    is the product of the others at the zero and 0 elsewhere; with two or more it is 0."""
+    from .elementwise import cast, equal, logical_and, where
+    zero = equal(x, 0)
+    nonzero = where(zero, 1, x)
+    p = expand_reduced(prod(nonzero, axis=axes, keepdims=True), x.shape, axes, True)
+    zeros = expand_reduced(sum(cast(zero, x.dtype), axis=axes, keepdims=True), x.shape, axes, True)
+    d = where(equal(zeros, 0), p / nonzero, where(logical_and(equal(zeros, 1), zero), p, 0))
+    return (expand_reduced(g, x.shape, axes, keepdims) * d,)
+
+
+def _extreme_vjp(g, x, out, axes, keepdims):
+    """The cotangent goes to the extreme elements, shared evenly among ties."""
+    from .elementwise import cast, equal
+    hit = cast(equal(x, expand_reduced(out, x.shape, axes, keepdims)), x.dtype)
+    count = expand_reduced(sum(hit, axis=axes, keepdims=True), x.shape, axes, True)
+    return (expand_reduced(g, x.shape, axes, keepdims) * hit / count,)
+
+
+def _logsumexp_vjp(g, x, out, axes, keepdims):
+    """∂/∂x_i log Σ e^x = e^(x_i - lse): a softmax, stable since x_i - lse <= 0."""
+    from .elementwise import exp
+    return (expand_reduced(g, x.shape, axes, keepdims) * exp(x - expand_reduced(out, x.shape, axes, keepdims)),)
+
+
 sum = _reduction("sum", lambda xp, x, axes, keepdims: xp.sum(x, axes, keepdims), dtypes=ALL_DTYPES,
                  out_dtype=_widen, oracle=_np(lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims)),
-                 doc="Σ x over axes")
+                 doc="Σ x over axes", vjp=_sum_vjp)
 prod = _reduction("prod", lambda xp, x, axes, keepdims: xp.prod(x, axes, keepdims), dtypes=ALL_DTYPES,
                   out_dtype=_widen, low=0.5, high=1.5,
                   oracle=_np(lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims)),
-                  doc="Π x over axes")
+                  doc="Π x over axes", vjp=_prod_vjp)
 mean = _reduction("mean", lambda xp, x, axes, keepdims: xp.sum(x, axes, keepdims) / _count(x.shape, axes),
                   dtypes=FLOAT_DTYPES, float_compute=True, examples_dtypes=NUMERIC_DTYPES,
                   oracle=_np(lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims)),
-                  doc="Σ x / n over axes (nan for an empty reduction)")
+                  doc="Σ x / n over axes (nan for an empty reduction)", vjp=_mean_vjp)
 max = _reduction("max", lambda xp, x, axes, keepdims: xp.max(x, axes, keepdims), dtypes=ALL_DTYPES,
                  needs_elements=True,
                  oracle=_np(lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims)),
-                 doc="max over axes (nan if any is nan)")
+                 doc="max over axes (nan if any is nan)", vjp=_extreme_vjp)
 min = _reduction("min", lambda xp, x, axes, keepdims: xp.min(x, axes, keepdims), dtypes=ALL_DTYPES,
                  needs_elements=True,
                  oracle=_np(lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims)),
-                 doc="min over axes (nan if any is nan)")
+                 doc="min over axes (nan if any is nan)", vjp=_extreme_vjp)
 logsumexp = _reduction(
     "logsumexp", lambda xp, x, axes, keepdims: xp.logsumexp(x, axes, keepdims), dtypes=FLOAT_DTYPES,
     float_compute=True, examples_dtypes=NUMERIC_DTYPES,
     oracle=_np(lambda x, axis=None, keepdims=False: np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))),
-    doc="log Σ exp(x) over axes, computed as m + log Σ exp(x - m) with m = max x (no overflow)")
+    doc="log Σ exp(x) over axes, computed as m + log Σ exp(x - m) with m = max x (no overflow)",
+    vjp=_logsumexp_vjp)
 
 
 # ---------------------------------------------------------------- argmax / argmin

@@ -12,16 +12,16 @@ import builtins
 
 import numpy as np
 
-from ..dtypes import ALL_DTYPES
+from ..dtypes import ALL_DTYPES, as_dtype, float32
 from ..errors import GraphError
 from ..ir import TensorType
-from ..tensor import Tensor, as_tensor, node_op
+from ..tensor import Tensor, as_tensor, constant, node_op
 from .elementwise import promote
 from .examples import ALL
 from .registry import Arg, Example, OpDef, OpTypeError, normalize_axes, normalize_axis, register
 
 __all__ = ["reshape", "broadcast_to", "expand_dims", "squeeze", "concatenate", "stack", "slice",
-           "pad", "getitem"]
+           "pad", "getitem", "full", "zeros", "ones", "zeros_like", "ones_like"]
 
 
 def _same_dtype(op, xs):
@@ -70,6 +70,7 @@ def reshape(x, shape):
 
 register(OpDef("reshape", "shape", _infer_reshape, lambda xp, x, shape: xp.reshape(x, shape),
                attrs={"shape": None}, normalize=_normalize_reshape, doc="same elements, new shape",
+               vjp=lambda g, x, out, shape: (reshape(g, x.shape),),
                api=reshape, oracle=lambda x, shape: np.reshape(x, shape),
                examples=tuple(Example((Arg(s, d),), {"shape": t}) for d in ALL for s, t in
                               [((2, 3), (3, 2)), ((2, 3), (-1,)), ((4,), (2, 1, 2)), ((), (1, 1)),
@@ -101,6 +102,8 @@ register(OpDef("broadcast_to", "shape", _infer_broadcast,
                lambda xp, x, shape: xp.broadcast_to(x, shape),
                attrs={"shape": None}, normalize=lambda t, a: {"shape": _shape_attr(a["shape"])},
                doc="repeat size-1 dims (an index map: free inside fused kernels)", api=broadcast_to,
+               # the autodiff pass sums every cotangent back to its input's shape, in one place
+               vjp=lambda g, x, out, shape: (g,),
                oracle=lambda x, shape: np.broadcast_to(x, shape),
                examples=tuple(Example((Arg(s, d),), {"shape": t}) for d in ALL for s, t in
                               [((3,), (2, 3)), ((2, 1), (2, 4)), ((), (2, 2)), ((1, 3), (0, 3)),
@@ -129,6 +132,7 @@ def expand_dims(x, axis):
 
 register(OpDef("expand_dims", "shape", _infer_expand, lambda xp, x, axes: xp.expand_dims(x, axes),
                attrs={"axes": None}, normalize=_normalize_expand, doc="insert size-1 dims",
+               vjp=lambda g, x, out, axes: (reshape(g, x.shape),),
                api=expand_dims, oracle=lambda x, axis: np.expand_dims(x, axis),
                examples=tuple(Example((Arg(s, d),), {"axis": a}) for d in ALL for s, a in
                               [((2, 3), 0), ((2, 3), -1), ((2, 3), (0, 3)), ((), 0), ((0,), 1)])))
@@ -156,6 +160,7 @@ def squeeze(x, axis=None):
 
 register(OpDef("squeeze", "shape", _infer_squeeze, lambda xp, x, axes: xp.squeeze(x, axes),
                attrs={"axes": None}, normalize=_normalize_squeeze, doc="remove size-1 dims",
+               vjp=lambda g, x, out, axes: (reshape(g, x.shape),),
                api=squeeze, oracle=lambda x, axis=None: np.squeeze(x, axis),
                examples=tuple(Example((Arg(s, d),), kw) for d in ALL for s, kw in
                               [((1, 3, 1), {}), ((1, 3, 1), {"axis": -1}), ((1,), {"axis": 0}),
@@ -208,6 +213,25 @@ def stack(xs, axis=0):
     return node_op("stack", xs, axis=axis)
 
 
+def _concat_vjp(g, *xs_out, axis):
+    """Each input gets its window of the cotangent."""
+    xs = xs_out[:-1]
+    out, start = [], 0
+    for x in xs:
+        starts = [0] * g.ndim
+        stops = list(g.shape)
+        starts[axis], stops[axis] = start, start + x.shape[axis]
+        out.append(slice(g, starts, stops))
+        start += x.shape[axis]
+    return tuple(out)
+
+
+def _stack_vjp(g, *xs_out, axis):
+    """Input i gets the cotangent's i-th entry along the new axis."""
+    xs = xs_out[:-1]
+    return tuple(getitem(g, (builtins.slice(None),) * axis + (i,)) for i in range(len(xs)))
+
+
 def _variadic_examples():
     out = []
     for d in ALL:
@@ -218,11 +242,13 @@ def _variadic_examples():
 
 register(OpDef("concatenate", "shape", _infer_concat, lambda xp, *xs, axis: xp.concatenate(xs, axis),
                nin=None, attrs={"axis": 0}, normalize=_normalize_concat, doc="join along an axis",
+               vjp=_concat_vjp,
                api=concatenate, oracle=lambda xs, axis=0: np.concatenate(xs, axis),
                examples=_variadic_examples()
                + (Example(([Arg((2,), ALL[0]), Arg((3,), ALL[2])],), {"axis": 0}),)))
 register(OpDef("stack", "shape", _infer_stack, lambda xp, *xs, axis: xp.stack(xs, axis),
                nin=None, attrs={"axis": 0}, normalize=_normalize_stack, doc="join along a new axis",
+               vjp=_stack_vjp,
                api=stack, oracle=lambda xs, axis=0: np.stack(xs, axis),
                examples=tuple(Example(([Arg(s, d), Arg(s, d), Arg(s, d)],), {"axis": a}) for d in ALL
                               for s, a in [((2, 3), 0), ((2, 3), -1), ((), 0), ((0, 2), 1)])))
@@ -277,6 +303,40 @@ def slice(x, starts, stops, steps=None):
                    steps=tuple(b[2] for b in bounds))
 
 
+def _slice_vjp(g, x, out, starts, stops, steps):
+    """The adjoint of a strided window: g scattered back into zeros of x's shape.
+
+    Per axis taking ``range(a, b, c)`` (n elements): a negative step is the
+    reversed window with step |c| from its last element; a step s > 1
+    interleaves s - 1 zeros after each element (stack + reshape); then zero
+    padding puts the window at its offset.
+    """
+    if any(len(range(a, b, c)) == 0 for a, b, c in zip(starts, stops, steps)):
+        return (zeros_like(x),)
+    t = g
+    for axis, (dim, a, b, c) in enumerate(zip(x.shape, starts, stops, steps)):
+        n = len(range(a, b, c))
+        if c < 0:
+            rev = [builtins.slice(None)] * t.ndim
+            rev[axis] = builtins.slice(None, None, -1)
+            t = getitem(t, tuple(rev))
+            a, c = a + (n - 1) * c, -c
+        if c > 1:
+            z = zeros_like(t)
+            t = stack([t] + [z] * (c - 1), axis=axis + 1)
+            shape = list(t.shape)
+            shape[axis:axis + 2] = [n * c]
+            t = reshape(t, tuple(shape))
+            keep = [builtins.slice(None)] * t.ndim
+            keep[axis] = builtins.slice(0, (n - 1) * c + 1)
+            t = getitem(t, tuple(keep))
+        width = [(0, 0)] * t.ndim
+        width[axis] = (a, dim - a - t.shape[axis])
+        if width[axis] != (0, 0):
+            t = pad(t, tuple(width))
+    return (t,)
+
+
 _GETITEM_CASES = [((5,), (builtins.slice(1, 4),)), ((4, 5), (builtins.slice(None), builtins.slice(1, 3))),
                   ((4, 5), (builtins.slice(None, None, -1), builtins.slice(0, 5, 2))),
                   ((4, 5), (1,)), ((4, 5), (-1, builtins.slice(None, None, -2))),
@@ -284,6 +344,7 @@ _GETITEM_CASES = [((5,), (builtins.slice(1, 4),)), ((4, 5), (builtins.slice(None
                   ((3,), (builtins.slice(5, 10),)), ((0, 3), (builtins.slice(None), 2)), ((2, 3), ())]
 register(OpDef("slice", "shape", _infer_slice, _slice_ref,
                attrs={"starts": None, "stops": None, "steps": None}, normalize=_normalize_slice,
+               vjp=_slice_vjp,
                doc="strided window of each axis", api=lambda x, index: x[index],
                oracle=lambda x, index: x[index],
                examples=tuple(Example((Arg(s, d),), {"index": i}) for d in ALL for s, i in _GETITEM_CASES)))
@@ -380,6 +441,12 @@ def _infer_pad(x, *, pad_width, value):
     return TensorType(tuple(s + a + b for s, (a, b) in zip(x.shape, pad_width)), x.dtype)
 
 
+def _pad_vjp(g, x, out, pad_width, value):
+    """The cotangent of the interior: a window of g."""
+    starts = [lo for lo, _ in pad_width]
+    return (slice(g, starts, [lo + d for lo, d in zip(starts, x.shape)]),)
+
+
 def pad(x, pad_width, constant_values=0):
     """Add ``pad_width[i] = (before, after)`` elements of ``constant_values`` around axis i."""
     x = as_tensor(x)
@@ -395,9 +462,39 @@ def pad(x, pad_width, constant_values=0):
 register(OpDef("pad", "shape", _infer_pad,
                lambda xp, x, pad_width, value: xp.pad(x, pad_width, value),
                attrs={"pad_width": None, "value": 0}, normalize=_normalize_pad,
+               vjp=_pad_vjp,
                doc="constant padding around each axis", api=pad,
                oracle=lambda x, pad_width, constant_values=0: np.pad(x, pad_width, constant_values=constant_values),
                examples=tuple(Example((Arg(s, d),), kw) for d in ALL_DTYPES[:3] for s, kw in
                               [((2, 3), {"pad_width": ((1, 0), (2, 1))}), ((3,), {"pad_width": 2}),
                                ((2, 3), {"pad_width": ((0, 0), (1, 1)), "constant_values": 1}),
                                ((0, 2), {"pad_width": 1})])))
+
+
+# ---------------------------------------------------------------- filled arrays
+
+def full(shape, fill_value, dtype=None) -> Tensor:
+    """An array of ``shape`` filled with ``fill_value``: a 0-d constant and a broadcast."""
+    if dtype is None:
+        dtype = float32 if isinstance(fill_value, float) else as_dtype(np.asarray(fill_value).dtype)
+    return broadcast_to(constant(fill_value, dtype=as_dtype(dtype)), tuple(shape))
+
+
+def zeros(shape, dtype=float32) -> Tensor:
+    """``full(shape, 0, dtype)``."""
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype=float32) -> Tensor:
+    """``full(shape, 1, dtype)``."""
+    return full(shape, 1, dtype)
+
+
+def zeros_like(x) -> Tensor:
+    x = as_tensor(x)
+    return full(x.shape, 0, x.dtype)
+
+
+def ones_like(x) -> Tensor:
+    x = as_tensor(x)
+    return full(x.shape, 1, x.dtype)
