@@ -1,0 +1,559 @@
+"""LLVM IR for a planned graph: one module, one entry point, one function per kernel.
+
+Layout of the module::
+
+    void graphc_run(i8** bufs)          ; the entry point: calls the kernels in order
+    void k<i>(i8* bufs, i64 chunk)      ; kernel i on one chunk of its outermost loop
+
+``bufs[0]`` points at the runtime table ``[parallel_for, sgemm, dgemm]``
+(addresses filled in by the runtime of the process that loads the code, so
+compiled objects can be cached on disk), ``bufs[1]`` at an i64 status word
+(non-zero: an index was out of range), and ``bufs[slot]`` at each buffer.
+A kernel with more than one chunk runs through ``parallel_for`` on the
+thread pool; small kernels run inline.
+
+Lowering per kernel kind: elementwise loop nests (dims that every access
+steps through uniformly are collapsed into one loop, so contiguous
+expressions are one flat vectorizable loop), reductions (reduced axes
+innermost with a register accumulator, or, when the last axis is kept,
+accumulation into the output row by row so the inner loop vectorizes),
+softmax rows (max, sum of exponentials, normalization), BLAS GEMM calls per
+batch element, and scatter-add.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from graphc.dtypes import DType, bool_, float64, int64
+from graphc.ir import Node
+
+from . import expr as X
+from .loops import accumulate_var, const64, for_range, loop_nest
+from .plan import Kernel, Plan, blas_layout, resolve_view, row_major
+from .scalar import I8, I64, ScalarBuilder, llvm_type, lower_scalar
+
+VOID = ir.VoidType()
+I8P = I8.as_pointer()
+I8PP = I8P.as_pointer()
+KERNEL_TYPE = ir.FunctionType(VOID, [I8P, I64])
+ENTRY_NAME = "graphc_run"
+GRAIN = 1 << 15  # elements per chunk of a parallel loop
+MAX_CHUNKS = 256
+RT_PARALLEL_FOR, RT_SGEMM, RT_DGEMM = 0, 1, 2
+
+
+def _prod(xs) -> int:
+    return int(math.prod(xs)) if xs else 1
+
+
+@dataclass
+class KernelCode:
+    """One emitted kernel: its function, chunk count and a description (for dumps)."""
+
+    name: str
+    kernel: Kernel
+    chunks: int
+    summary: str
+
+
+class KernelContext:
+    """Per-function state: builder, buffer pointers, the status accumulator."""
+
+    def __init__(self, module: ir.Module, fn: ir.Function, plan: Plan):
+        self.module = module
+        self.fn = fn
+        self.plan = plan
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.sb = ScalarBuilder(self.b, module)
+        self.bufs = self.b.bitcast(fn.args[0], I8PP, name="bufs")
+        self.ptrs: dict[int, ir.Value] = {}
+        self.dtype_of_slot = {bs.slot: bs.node.dtype for bs in plan.buffers}
+        self.err = None
+
+    def ptr(self, slot: int):
+        """Typed base pointer of a buffer (loaded once, in the entry block)."""
+        if slot not in self.ptrs:
+            with self.b.goto_block(self.fn.entry_basic_block):
+                last = self.fn.entry_basic_block.instructions
+                if last and last[-1].opname in ("br", "ret"):
+                    self.b.position_before(last[-1])
+                raw = self.b.load(self.b.gep(self.bufs, [const64(slot)]))
+                t = llvm_type(self.dtype_of_slot[slot], memory=True)
+                self.ptrs[slot] = self.b.bitcast(raw, t.as_pointer(), name=f"buf{slot}")
+        return self.ptrs[slot]
+
+    def runtime(self, entry: int, fnty: ir.FunctionType):
+        """A function pointer from the runtime table."""
+        table = self.b.bitcast(self.b.load(self.b.gep(self.bufs, [const64(0)])), I64.as_pointer())
+        addr = self.b.load(self.b.gep(table, [const64(entry)]))
+        return self.b.inttoptr(addr, fnty.as_pointer())
+
+    def error_flag(self):
+        if self.err is None:
+            self.err = accumulate_var(self.b, ir.IntType(1), ir.Constant(ir.IntType(1), 0), "err",
+                                      init_in_entry=True)
+        return self.err
+
+    def finish(self):
+        """Publish the status accumulator (if any) and return."""
+        b = self.b
+        if self.err is not None:
+            bad = b.load(self.err)
+            with b.if_then(bad):
+                status = b.bitcast(b.load(b.gep(self.bufs, [const64(1)])), I64.as_pointer())
+                b.store_atomic(const64(1), status, "monotonic", 8)
+        b.ret_void()
+
+
+class ValueEmitter:
+    """Emits the LLVM value of an expression at loop indices ``idx`` (memoized per body)."""
+
+    def __init__(self, kc: KernelContext, idx):
+        self.kc = kc
+        self.b = kc.b
+        self.idx = list(idx)
+        self.memo: dict[int, ir.Value] = {}
+
+    def affine(self, coeffs, const):
+        b = self.b
+        acc = const64(const)
+        for c, i in zip(coeffs, self.idx):
+            if c:
+                acc = b.add(acc, b.mul(const64(c), i) if c != 1 else i)
+        return acc
+
+    def _clamp(self, off, size):
+        b = self.b
+        off = b.select(b.icmp_signed("<", off, const64(0)), const64(0), off)
+        return b.select(b.icmp_signed(">", off, const64(size - 1)), const64(max(size - 1, 0)), off)
+
+    def load(self, slot, dtype: DType, off):
+        b = self.b
+        v = b.load(b.gep(self.kc.ptr(slot), [off]))
+        return b.icmp_unsigned("!=", v, ir.Constant(I8, 0)) if dtype.is_bool else v
+
+    def value(self, e):
+        key = id(e)
+        if key not in self.memo:
+            self.memo[key] = self._value(e)
+        return self.memo[key]
+
+    def _value(self, e):
+        b, sb = self.b, self.kc.sb
+        if isinstance(e, X.Load):
+            off = self.affine(e.strides, e.offset)
+            if e.guard is not None:
+                off = self._clamp(off, e.guard)
+            return self.load(e.slot, e.dtype, off)
+        if isinstance(e, X.Gather):
+            i = self.value(e.index)
+            i = b.sext(i, I64) if i.type != I64 else i
+            i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(e.dim)), i)
+            ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(e.dim)))
+            flag = self.kc.error_flag()
+            b.store(b.or_(b.load(flag), b.not_(ok)), flag)
+            i = b.select(ok, i, const64(0))
+            off = b.add(self.affine(e.strides, e.offset), b.mul(i, const64(e.stride)))
+            if e.guard is not None:
+                off = self._clamp(off, e.guard)
+            return self.load(e.slot, e.dtype, off)
+        if isinstance(e, X.Const):
+            return sb.const(e.value, e.dtype)
+        if isinstance(e, X.Apply):
+            args = [self.value(a) for a in e.args]
+            return lower_scalar(sb, e.op, args, e.in_dtype, e.dtype, dict(e.attrs))
+        if isinstance(e, X.Select):
+            return b.select(self.value(e.cond), self.value(e.a), self.value(e.b))
+        if isinstance(e, X.Index):
+            return self.affine(e.coeffs, e.const)
+        if isinstance(e, X.InRange):
+            i = self.value(e.index)
+            return b.and_(b.icmp_signed(">=", i, const64(e.lo)), b.icmp_signed("<", i, const64(e.hi)))
+        raise TypeError(f"unknown expression {e!r}")
+
+    def store(self, slot, dtype: DType, off, v):
+        b = self.b
+        if dtype.is_bool:
+            v = b.zext(v, I8)
+        b.store(v, b.gep(self.kc.ptr(slot), [off]))
+
+
+def _chunks(outer: int, total: int) -> int:
+    if total < 2 * GRAIN or outer < 2:
+        return 1
+    return max(1, min(outer, total // GRAIN, MAX_CHUNKS))
+
+
+def _chunk_bounds(b, chunk, outer: int, chunks: int):
+    """[lo, hi) of the outermost loop for this chunk: an even split of ``outer``."""
+    if chunks == 1:
+        return const64(0), const64(outer)
+    lo = b.sdiv(b.mul(chunk, const64(outer)), const64(chunks))
+    hi = b.sdiv(b.mul(b.add(chunk, const64(1)), const64(outer)), const64(chunks))
+    return lo, hi
+
+
+# ---------------------------------------------------------------- kernel kinds
+
+def emit_elementwise(kc: KernelContext, k: Kernel) -> int:
+    node = k.node
+    shape = node.shape
+    rank = len(shape)
+    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), rank)
+    e = eb.expr(node, X.Affine.identity(rank), root=True)
+    out = row_major(shape)
+    groups = X.collapse_groups(shape, X.collect_patterns(e, []) + [out])
+    e = X.remap(e, groups)
+    cshape = [_prod([shape[d] for d in g]) for g in groups]
+    cout = [out[g[-1]] for g in groups]
+    chunks = _chunks(cshape[0] if cshape else 1, node.type.size)
+    b = kc.b
+    bounds = [(0, s) for s in cshape]
+    if bounds:
+        bounds[0] = _chunk_bounds(b, kc.fn.args[1], cshape[0], chunks)
+    with loop_nest(b, bounds) as idx:
+        ve = ValueEmitter(kc, idx)
+        ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
+    return chunks
+
+
+_IDENTITY = {"sum": 0, "mean": 0, "prod": 1}
+
+
+def _extreme_const(d: DType, largest: bool):
+    if d.is_float:
+        return float("inf") if largest else float("-inf")
+    if d.is_bool:
+        return 1 if largest else 0
+    bits = d.itemsize * 8
+    return (1 << (bits - 1)) - 1 if largest else -(1 << (bits - 1))
+
+
+def _combine(sb: ScalarBuilder, op: str, acc, v, d: DType, reassoc: bool):
+    b = sb.b
+    if op in ("sum", "mean", "prod"):
+        if d.is_float:
+            r = b.fadd(acc, v) if op != "prod" else b.fmul(acc, v)
+            if reassoc:
+                r.flags.append("reassoc")
+            return r
+        return b.add(acc, v) if op != "prod" else b.mul(acc, v)
+    return lower_scalar(sb, "maximum" if op == "max" else "minimum", [acc, v], d, d, {})
+
+
+def emit_reduce(kc: KernelContext, k: Kernel) -> int:
+    node = k.node
+    op = node.op
+    x = node.inputs[0]
+    axes = node.attrs["axes"] if "axes" in node.attrs else (node.attrs["axis"],)
+    kept = [d for d in range(len(x.shape)) if d not in axes]
+    red = list(axes)
+    b, sb = kc.b, kc.sb
+    acc_dtype = node.dtype
+    if node.type.size == 0:
+        return 0
+    outer_idx_strides = row_major([x.shape[d] for d in kept])
+    last_kept = x.shape and (len(x.shape) - 1) not in axes
+    if op in ("sum", "mean", "max", "min", "prod") and red and last_kept:
+        return _emit_reduce_rows(kc, k, x, kept, red)
+    order = kept + red
+    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), len(order))
+    e = eb.expr(x, X.Affine.identity(len(x.shape), order))
+    n_kept = len(kept)
+    kept_sizes = [x.shape[d] for d in kept]
+    red_sizes = [x.shape[d] for d in red]
+    chunks = _chunks(kept_sizes[0] if kept_sizes else 1, x.type.size)
+    bounds = [(0, s) for s in kept_sizes]
+    if bounds:
+        bounds[0] = _chunk_bounds(b, kc.fn.args[1], kept_sizes[0], chunks)
+    count = _prod(red_sizes)
+    with loop_nest(b, bounds, "o") as oidx:
+        out_off = X.Index(tuple(outer_idx_strides), 0)
+
+        def inner_pass(body):
+            with loop_nest(b, [(0, s) for s in red_sizes], "r") as ridx:
+                ve = ValueEmitter(kc, list(oidx) + list(ridx))
+                body(ve, ridx)
+
+        if op in ("argmax", "argmin"):
+            d = x.dtype
+            best = accumulate_var(b, llvm_type(d), sb.const(_extreme_const(d, op == "argmin"), d), "best")
+            where = accumulate_var(b, I64, const64(0), "where")
+
+            def arg_body(ve, ridx):
+                v = sb.cast(ve.value(e), x.dtype, x.dtype)
+                cur = b.load(best)
+                if d.is_float:
+                    better = b.fcmp_ordered(">" if op == "argmax" else "<", v, cur)
+                    better = b.or_(better, b.and_(sb.is_nan(v), b.not_(sb.is_nan(cur))))
+                elif d.is_bool:
+                    better = b.icmp_unsigned(">" if op == "argmax" else "<", v, cur)
+                else:
+                    better = b.icmp_signed(">" if op == "argmax" else "<", v, cur)
+                b.store(b.select(better, v, cur), best)
+                b.store(b.select(better, ridx[0], b.load(where)), where)
+            inner_pass(arg_body)
+            result = b.load(where)
+        elif op == "logsumexp":
+            d = x.dtype
+            m = accumulate_var(b, llvm_type(d), sb.const(float("-inf"), d), "m")
+            inner_pass(lambda ve, r: b.store(_combine(sb, "max", b.load(m), ve.value(e), d, False), m))
+            mv = b.load(m)
+            finite = b.fcmp_ordered("<", sb.intrinsic("llvm.fabs", mv), ir.Constant(mv.type, float("inf")))
+            shift = b.select(finite, mv, ir.Constant(mv.type, 0.0))
+            s = accumulate_var(b, llvm_type(d), sb.const(0.0, d), "s")
+
+            def exp_body(ve, r):
+                t = b.fadd(b.load(s), sb.math("exp", b.fsub(ve.value(e), shift)))
+                t.flags.append("reassoc")
+                b.store(t, s)
+            inner_pass(exp_body)
+            result = b.fadd(sb.math("log", b.load(s)), shift)
+        else:
+            init = sb.const(_IDENTITY[op], acc_dtype) if op in _IDENTITY else \
+                sb.const(_extreme_const(acc_dtype, op == "min"), acc_dtype)
+            acc = accumulate_var(b, llvm_type(acc_dtype), init, "acc")
+            inner_pass(lambda ve, r: b.store(_combine(sb, op, b.load(acc), sb.cast(ve.value(e), x.dtype, acc_dtype),
+                                                      acc_dtype, True), acc))
+            result = b.load(acc)
+            if op == "mean":
+                result = b.fdiv(result, sb.const(float(count), acc_dtype))
+        ve = ValueEmitter(kc, list(oidx))
+        ve.store(k.slot, node.dtype, ve.value(out_off), result)
+    return chunks
+
+
+def _emit_reduce_rows(kc: KernelContext, k: Kernel, x: Node, kept, red) -> int:
+    """Reduction with the last axis kept: out = identity, then out[kept(i)] ⊕= x[i] in x's order."""
+    node, op = k.node, k.node.op
+    b, sb = kc.b, kc.sb
+    d = node.dtype
+    n_out = node.type.size
+    init = sb.const(_IDENTITY[op], d) if op in _IDENTITY else sb.const(_extreme_const(d, op == "min"), d)
+    with for_range(b, 0, n_out, "init") as i:
+        ValueEmitter(kc, [i]).store(k.slot, d, i, init)
+    rank = len(x.shape)
+    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), rank)
+    e = eb.expr(x, X.Affine.identity(rank))
+    kept_rm = row_major([x.shape[dd] for dd in kept])
+    out_coeffs = [0] * rank
+    for j, dd in enumerate(kept):
+        out_coeffs[dd] = kept_rm[j]
+    with loop_nest(b, [(0, s) for s in x.shape], "x") as idx:
+        ve = ValueEmitter(kc, idx)
+        off = ve.affine(out_coeffs, 0)
+        cur = ve.load(k.slot, d, off)
+        ve.store(k.slot, d, off, _combine(sb, op, cur, sb.cast(ve.value(e), x.dtype, d), d, False))
+    if op == "mean":
+        count = _prod([x.shape[dd] for dd in red])
+        with for_range(b, 0, n_out, "scale") as i:
+            ve = ValueEmitter(kc, [i])
+            ve.store(k.slot, d, i, b.fdiv(ve.load(k.slot, d, i), sb.const(float(count), d)))
+    return 1
+
+
+def emit_softmax(kc: KernelContext, k: Kernel) -> int:
+    node = k.node
+    x = node.inputs[0]
+    axis = node.attrs["axis"]
+    shape = x.shape
+    others = [d for d in range(len(shape)) if d != axis]
+    order = others + [axis]
+    n = shape[axis]
+    if node.type.size == 0:
+        return 0
+    b, sb = kc.b, kc.sb
+    d = node.dtype
+    t = llvm_type(d)
+    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), len(order))
+    e = eb.expr(x, X.Affine.identity(len(shape), order))
+    rm = row_major(shape)
+    out_coeffs = tuple(rm[dd] for dd in order)
+    row_sizes = [shape[dd] for dd in others]
+    chunks = _chunks(row_sizes[0] if row_sizes else 1, node.type.size)
+    bounds = [(0, s) for s in row_sizes]
+    if bounds:
+        bounds[0] = _chunk_bounds(b, kc.fn.args[1], row_sizes[0], chunks)
+    with loop_nest(b, bounds, "row") as ridx:
+        m = accumulate_var(b, t, sb.const(float("-inf"), d), "m")
+        s = accumulate_var(b, t, sb.const(0.0, d), "s")
+        with for_range(b, 0, n, "j") as j:
+            ve = ValueEmitter(kc, list(ridx) + [j])
+            b.store(_combine(sb, "max", b.load(m), ve.value(e), d, False), m)
+        mv = b.load(m)
+        with for_range(b, 0, n, "j") as j:
+            ve = ValueEmitter(kc, list(ridx) + [j])
+            ex = sb.math("exp", b.fsub(ve.value(e), mv))
+            if node.op == "softmax":
+                ve.store(k.slot, d, ve.affine(out_coeffs, 0), ex)
+            acc = b.fadd(b.load(s), ex)
+            acc.flags.append("reassoc")
+            b.store(acc, s)
+        sv = b.load(s)
+        inv = b.fdiv(ir.Constant(t, 1.0), sv)
+        logs = sb.math("log", sv) if node.op == "log_softmax" else None
+        with for_range(b, 0, n, "j") as j:
+            ve = ValueEmitter(kc, list(ridx) + [j])
+            off = ve.affine(out_coeffs, 0)
+            if node.op == "softmax":
+                ve.store(k.slot, d, off, b.fmul(ve.load(k.slot, d, off), inv))
+            else:
+                ve.store(k.slot, d, off, b.fsub(b.fsub(ve.value(e), mv), logs))
+    return chunks
+
+
+def emit_matmul(kc: KernelContext, k: Kernel, blas) -> int:
+    node = k.node
+    a, bnode = node.inputs
+    shape = node.shape
+    M, N, K = shape[-2], shape[-1], a.shape[-1]
+    batch = shape[:-2]
+    b, sb = kc.b, kc.sb
+    d = node.dtype
+    if M * N == 0 or node.type.size == 0:
+        return 0
+    va = resolve_view(a, kc.plan.slot_of)
+    vb = resolve_view(bnode, kc.plan.slot_of)
+    out_rm = row_major(shape)
+    if K == 0:
+        with for_range(b, 0, node.type.size, "z") as i:
+            ValueEmitter(kc, [i]).store(k.slot, d, i, sb.const(0, d))
+        return 1
+    with loop_nest(b, [(0, s) for s in batch], "batch") as bidx:
+        ve = ValueEmitter(kc, list(bidx))
+        c_off = ve.affine(out_rm[:-2], 0)
+        if d.is_float and blas is not None:
+            from .blas import emit_gemm
+            la, lb = blas_layout(va, a.shape), blas_layout(vb, bnode.shape)
+            a_off = ve.affine(va.strides[:-2], va.offset)
+            b_off = ve.affine(vb.strides[:-2], vb.offset)
+            emit_gemm(b, blas.gemm(d.np_dtype), trans_a=la[0], trans_b=lb[0], m=M, n=N, k=K,
+                      a=b.gep(kc.ptr(va.slot), [a_off]), lda=la[1], b=b.gep(kc.ptr(vb.slot), [b_off]),
+                      ldb=lb[1], c=b.gep(kc.ptr(k.slot), [c_off]), ldc=N)
+            continue_ = None
+        else:
+            continue_ = True
+        if continue_:
+            _naive_matmul(kc, k, va, vb, list(bidx), M, N, K, c_off)
+    return 1
+
+
+def _naive_matmul(kc, k, va, vb, bidx, M, N, K, c_off):
+    """Integer matmul (no BLAS): zero, then C[i,j] += A[i,p] B[p,j] with j innermost."""
+    b, sb = kc.b, kc.sb
+    d = k.node.dtype
+    with for_range(b, 0, M * N, "z") as i:
+        ValueEmitter(kc, [i]).store(k.slot, d, b.add(c_off, i), sb.const(0, d))
+    with loop_nest(b, [(0, M), (0, K), (0, N)], "mm") as (i, p, j):
+        ve = ValueEmitter(kc, bidx + [i, p, j])
+        nb = len(bidx)
+        a_off = ve.affine(tuple(va.strides[:-2]) + (va.strides[-2], va.strides[-1], 0), va.offset)
+        b_off = ve.affine(tuple(vb.strides[:-2]) + (0, vb.strides[-2], vb.strides[-1]), vb.offset)
+        off = b.add(c_off, ve.affine((0,) * nb + (N, 0, 1), 0))
+        prod = _combine(sb, "prod", ve.load(va.slot, d, a_off), ve.load(vb.slot, d, b_off), d, False)
+        ve.store(k.slot, d, off, _combine(sb, "sum", ve.load(k.slot, d, off), prod, d, False))
+
+
+def emit_scatter_add(kc: KernelContext, k: Kernel) -> int:
+    node = k.node
+    u, idx = node.inputs
+    axis, dim = node.attrs["axis"], node.attrs["dim_size"]
+    b, sb = kc.b, kc.sb
+    d = node.dtype
+    with for_range(b, 0, node.type.size, "z") as i:
+        ValueEmitter(kc, [i]).store(k.slot, d, i, sb.const(0, d))
+    if u.type.size == 0:
+        return 1
+    rank = len(u.shape)
+    kdim = len(idx.shape)
+    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), rank)
+    ue = eb.expr(u, X.Affine.identity(rank))
+    ident = X.Affine.identity(rank)
+    ie = eb.expr(idx, ident.with_rows([ident.row(dd) for dd in range(axis, axis + kdim)]))
+    out_rm = row_major(node.shape)
+    coeffs = [0] * rank
+    for dd in range(axis):
+        coeffs[dd] = out_rm[dd]
+    for dd in range(axis + kdim, rank):
+        coeffs[dd] = out_rm[dd - kdim + 1]
+    with loop_nest(b, [(0, s) for s in u.shape], "u") as uidx:
+        ve = ValueEmitter(kc, uidx)
+        i = ve.value(ie)
+        i = b.sext(i, I64) if i.type != I64 else i
+        i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(dim)), i)
+        ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(dim)))
+        flag = kc.error_flag()
+        b.store(b.or_(b.load(flag), b.not_(ok)), flag)
+        with b.if_then(ok):
+            off = b.add(ve.affine(coeffs, 0), b.mul(i, const64(out_rm[axis])))
+            cur = ve.load(k.slot, d, off)
+            ve.store(k.slot, d, off, _combine(sb, "sum", cur, ve.value(ue), d, False))
+    return 1
+
+
+def _sizes(plan: Plan) -> dict:
+    return {bs.slot: bs.node.type.size for bs in plan.buffers}
+
+
+# ---------------------------------------------------------------- module
+
+def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module, list[KernelCode]]:
+    """The LLVM module of a plan and the list of its kernels."""
+    module = ir.Module(name=name)
+    codes: list[KernelCode] = []
+    for i, k in enumerate(plan.kernels):
+        fname = f"k{i}_{k.node.op}"
+        fn = ir.Function(module, KERNEL_TYPE, name=fname)
+        fn.linkage = "internal"
+        kc = KernelContext(module, fn, plan)
+        if k.kind == "elementwise":
+            chunks = emit_elementwise(kc, k)
+        elif k.kind == "reduce":
+            chunks = emit_reduce(kc, k)
+        elif k.kind == "softmax":
+            chunks = emit_softmax(kc, k)
+        elif k.kind == "matmul":
+            chunks = emit_matmul(kc, k, blas)
+        elif k.kind == "scatter_add":
+            chunks = emit_scatter_add(kc, k)
+        else:
+            raise NotImplementedError(k.kind)
+        kc.finish()
+        codes.append(KernelCode(fname, k, chunks, f"{k.kind} {k.node.op} {k.node.type}"))
+
+    entry = ir.Function(module, ir.FunctionType(VOID, [I8PP]), name=ENTRY_NAME)
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    ctx = b.bitcast(entry.args[0], I8P)
+    pf_type = ir.FunctionType(VOID, [KERNEL_TYPE.as_pointer(), I8P, I64])
+    table = b.bitcast(b.load(b.gep(entry.args[0], [const64(0)])), I64.as_pointer())
+    for code in codes:
+        fn = module.globals[code.name]
+        if code.chunks == 0:
+            continue
+        if code.chunks == 1:
+            b.call(fn, [ctx, const64(0)])
+            continue
+        addr = b.load(b.gep(table, [const64(RT_PARALLEL_FOR)]))
+        have_pool = b.icmp_unsigned("!=", addr, const64(0))
+        with b.if_else(have_pool) as (then, otherwise):
+            with then:
+                b.call(b.inttoptr(addr, pf_type.as_pointer()), [fn, ctx, const64(code.chunks)])
+            with otherwise:
+                with for_range(b, 0, code.chunks, "chunk") as c:
+                    b.call(fn, [ctx, c])
+    for src, dst in plan.copies:
+        n = plan.graph.nodes and next(bs for bs in plan.buffers if bs.slot == dst).nbytes
+        if n:
+            memcpy = module.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
+            s = b.load(b.gep(entry.args[0], [const64(src)]))
+            t = b.load(b.gep(entry.args[0], [const64(dst)]))
+            b.call(memcpy, [t, s, const64(n), ir.Constant(ir.IntType(1), 0)])
+    b.ret_void()
+    return module, codes
+
+
+del bool_, float64, int64

@@ -1,0 +1,183 @@
+"""The runtime of a compiled function: checks, buffers, ONE native call.
+
+``CompiledFunction(*arrays)``:
+
+1. checks the number of arrays, and each one's shape and dtype (an error
+   names the input); arrays that are not C-contiguous (transposed views,
+   negative strides) are copied to contiguous ones (documented: the only
+   copy the runtime makes); Python scalars and lists are converted with the
+   input's dtype when that is exact;
+2. allocates the outputs and one scratch arena for the intermediate buffers
+   (per call, so concurrent calls from several threads do not share
+   scratch memory);
+3. makes one native call of the module's entry point (the GIL is released
+   during it);
+4. raises IndexError if a take/scatter index was out of range (the native
+   code checked every index and never touched memory out of bounds);
+5. returns the outputs; parameter updates have been applied in place.
+
+Calls that update parameters hold a lock: two threads calling the same
+training step serialize (the parameters are shared state); calls without
+updates run concurrently.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.errors import InputError
+
+from .plan import Plan
+
+ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+@dataclass
+class NativeCode:
+    """Loaded machine code: the engine that owns it and the entry point's address."""
+
+    engine: object
+    entry_address: int
+    llvm_ir: str = ""
+    optimized_ir: str = ""
+    assembly_fn: object = None  # () -> str, produced on demand
+
+    def assembly(self) -> str:
+        return self.assembly_fn() if self.assembly_fn else ""
+
+
+@dataclass
+class CompiledFunction:
+    """A graph compiled to native code: call it with numpy arrays (see the module doc)."""
+
+    plan: Plan
+    native: NativeCode
+    runtime_table: np.ndarray
+    output_is_tuple: bool = True
+    kernels: list = field(default_factory=list)
+    compile_seconds: float = 0.0
+    cache_hit: bool = False
+
+    def __post_init__(self):
+        p = self.plan
+        self._entry = ENTRY_TYPE(self.native.entry_address)
+        self._lock = threading.Lock()
+        self._inputs = [b for b in p.buffers if b.kind == "input"]
+        self._outputs = [b for b in p.buffers if b.kind == "output"]
+        self._temps = [b for b in p.buffers if b.kind == "temp"]
+        self._n_slots = max((b.slot for b in p.buffers), default=1) + 1
+        # parameters and constants live as long as the function: their addresses are fixed
+        self.state: dict[str, np.ndarray] = {}
+        self._fixed: list[tuple[int, np.ndarray]] = []
+        for b in p.buffers:
+            if b.kind in ("param", "const"):
+                arr = np.ascontiguousarray(np.array(b.node.value, copy=True))
+                if b.kind == "param":
+                    self.state[b.name] = arr
+                self._fixed.append((b.slot, arr))
+        self._has_updates = bool(p.copies) and any(
+            b.kind == "param" for b in p.buffers if b.slot in {d for _, d in p.copies})
+        self.input_names = [b.name for b in self._inputs]
+
+    # ---------------------------------------------------------------- calling
+    def _check(self, args) -> list[np.ndarray]:
+        if len(args) != len(self._inputs):
+            raise InputError(f"compiled function takes {len(self._inputs)} inputs "
+                             f"{self.input_names}, got {len(args)}")
+        arrays = []
+        for k, (b, a) in enumerate(zip(self._inputs, args)):
+            t = b.node.type
+            want = t.dtype.np_dtype
+            label = f"input {k} ({b.name!r}, expected {t})"
+            if not isinstance(a, np.ndarray):
+                try:
+                    conv = np.asarray(a)
+                except Exception as e:  # noqa: BLE001 - anything numpy cannot read
+                    raise InputError(f"{label}: cannot convert {type(a).__name__}: {e}") from None
+                if conv.dtype == object or not np.can_cast(conv.dtype, want, casting="same_kind"):
+                    raise InputError(f"{label}: cannot convert {type(a).__name__} of {conv.dtype} to {t.dtype.name}")
+                a = conv.astype(want)
+            if a.dtype != want:
+                raise InputError(f"{label}: got dtype {a.dtype}")
+            if a.shape != t.shape:
+                raise InputError(f"{label}: got shape {a.shape}")
+            if not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a)  # the documented copy
+            arrays.append(a)
+        return arrays
+
+    def __call__(self, *args):
+        arrays = self._check(args)
+        ptrs = (ctypes.c_void_p * self._n_slots)()
+        ptrs[0] = _addr(self.runtime_table)
+        status = np.zeros(1, np.int64)
+        ptrs[1] = _addr(status)
+        for b, a in zip(self._inputs, arrays):
+            ptrs[b.slot] = _addr(a) if a.size else _addr(np.empty(1, a.dtype))
+        for slot, arr in self._fixed:
+            ptrs[slot] = _addr(arr) if arr.size else _addr(np.empty(1, arr.dtype))
+        outs = []
+        for b in self._outputs:
+            t = b.node.type
+            try:
+                o = np.empty(t.shape, t.dtype.np_dtype)
+            except (MemoryError, ValueError) as e:
+                raise MemoryError(f"cannot allocate output {b.name} ({t}): {e}") from None
+            outs.append(o)
+            ptrs[b.slot] = _addr(o) if o.size else _addr(np.empty(1, o.dtype))
+        arena = None
+        if self._temps:
+            try:
+                arena = np.empty(self.plan.arena_bytes + 64, np.uint8)
+            except (MemoryError, ValueError) as e:
+                raise MemoryError(f"cannot allocate {self.plan.arena_bytes} bytes of scratch memory: {e}") from None
+            base = (_addr(arena) + 63) // 64 * 64
+            for b in self._temps:
+                ptrs[b.slot] = base + b.offset
+        if self._has_updates:
+            with self._lock:
+                self._entry(ctypes.addressof(ptrs))
+        else:
+            self._entry(ctypes.addressof(ptrs))
+        del arena
+        if status[0]:
+            raise IndexError("an index given to take/gather or scatter_add was out of range "
+                             "(no memory outside the arrays was read or written)")
+        by_slot = {b.slot: o for b, o in zip(self._outputs, outs)}
+        result, seen = [], set()
+        for s in self.plan.output_slots:
+            o = by_slot[s]
+            result.append(o.copy() if s in seen else o)
+            seen.add(s)
+        if not self.output_is_tuple and len(result) == 1:
+            return result[0]
+        return result
+
+    # ---------------------------------------------------------------- inspection
+    @property
+    def graph(self):
+        return self.plan.graph
+
+    @property
+    def llvm_ir(self) -> str:
+        return self.native.llvm_ir
+
+    @property
+    def optimized_llvm_ir(self) -> str:
+        return self.native.optimized_ir
+
+    @property
+    def assembly(self) -> str:
+        return self.native.assembly()
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The current parameter values (live arrays, updated in place by each call)."""
+        return self.state

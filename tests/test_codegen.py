@@ -1,0 +1,115 @@
+"""Compiled code == the reference interpreter, for every op in the registry and more shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from registry_cases import build, example_params
+
+TRANSCENDENTAL = {"exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "sin", "cos", "pow", "gelu",
+                  "logsumexp", "softmax", "log_softmax"}
+
+
+def _compare(op_name, got, want, dtype):
+    assert got.shape == want.shape and got.dtype == want.dtype, (got.dtype, want.dtype, got.shape, want.shape)
+    if want.dtype.kind == "f":
+        rtol = 1e-5 if want.dtype == np.float32 else 1e-12
+        if op_name in TRANSCENDENTAL:
+            rtol = 4e-6 if want.dtype == np.float32 else 1e-13
+        # differences like log_softmax's x - lse lose digits: absolute error scales with the values
+        scale = float(np.nanmax(np.abs(want[np.isfinite(want)]))) if np.isfinite(want).any() else 1.0
+        atol = rtol * max(1.0, scale) if op_name in TRANSCENDENTAL else rtol * 1e-2
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op,ex", example_params())
+def test_compiled_op_matches_interpreter(op, ex):
+    args, feed, raw = build(ex)
+    out = op.api(*args, **ex.kwargs)
+    inputs = [t for t in feed]
+    f = gc.compile(inputs, out)
+    got = f(*[feed[t] for t in inputs])
+    want = gc.evaluate(out, feed)
+    _compare(op.name, got, want, out.dtype)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (33,), (3, 5), (17, 1, 9), (0, 4), (2, 3, 4, 5)])
+def test_fused_chain_on_odd_shapes(shape):
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(shape, name="x")
+    b = gc.placeholder(shape[-1:], name="b")
+    y = gc.sigmoid(x * 1.5 + b) * gc.tanh(x) + 0.5 * x * x - gc.exp(-gc.abs(x))
+    f = gc.compile([x, b], y)
+    xv = rng.normal(size=shape).astype(np.float32)
+    bv = rng.normal(size=shape[-1:]).astype(np.float32)
+    _compare("exp", f(xv, bv), gc.evaluate(y, {x: xv, b: bv}), np.float32)
+
+
+def test_transposed_and_sliced_inputs_as_index_maps():
+    rng = np.random.default_rng(1)
+    x = gc.placeholder((6, 8), name="x")
+    y = gc.exp(x.T[::2, 1:5]) + gc.transpose(x)[1::2, :4] * 2
+    f = gc.compile([x], y)
+    xv = rng.normal(size=(6, 8)).astype(np.float32)
+    _compare("exp", f(xv), gc.evaluate(y, {x: xv}), np.float32)
+    assert len(f.kernels) == 1, "views and elementwise ops should fuse into one kernel"
+
+
+def test_matmul_with_transposed_operands_and_batches():
+    rng = np.random.default_rng(2)
+    a = gc.placeholder((3, 40, 30), name="a")
+    b = gc.placeholder((50, 40), name="b")
+    y = gc.matmul(gc.transpose(a, (0, 2, 1)), gc.transpose(b)) + 1.0
+    f = gc.compile([a, b], y)
+    av = rng.normal(size=(3, 40, 30)).astype(np.float32)
+    bv = rng.normal(size=(50, 40)).astype(np.float32)
+    np.testing.assert_allclose(f(av, bv), gc.evaluate(y, {a: av, b: bv}), rtol=1e-4, atol=1e-4)
+    kinds = [k.kernel.kind for k in f.kernels]
+    assert kinds.count("elementwise") <= 1, "transposed operands must not be copied"
+
+
+def test_large_parallel_elementwise_and_reductions():
+    rng = np.random.default_rng(3)
+    x = gc.placeholder((512, 1024), name="x")
+    outs = [gc.tanh(x) * 2, gc.sum(x, axis=1), gc.sum(x, axis=0), gc.max(x, axis=1), gc.mean(x),
+            gc.logsumexp(x, axis=-1), gc.softmax(x, axis=-1), gc.argmax(x, axis=1), gc.log_softmax(x, axis=0)]
+    f = gc.compile([x], outs)
+    xv = rng.normal(size=(512, 1024)).astype(np.float32)
+    got = f(xv)
+    want = gc.evaluate(outs, {x: xv})
+    for g, w in zip(got, want):
+        if w.dtype.kind == "f":
+            np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(g, w)
+
+
+def test_updates_apply_in_place():
+    w = gc.parameter(np.ones(4, np.float32), name="w")
+    x = gc.placeholder((4,), name="x")
+    loss = gc.sum(w * x)
+    gw = gc.grad(loss, w)
+    step = gc.compile([x], loss, updates=[(w, w - 0.5 * gw)])
+    xv = np.arange(4, dtype=np.float32)
+    first = step(xv)
+    assert first == 6.0
+    np.testing.assert_allclose(step.parameters()["w"], 1 - 0.5 * xv)
+    second = step(xv)
+    np.testing.assert_allclose(second, np.sum((1 - 0.5 * xv) * xv))
+
+
+def test_out_of_range_take_raises_not_crashes():
+    x = gc.placeholder((5, 3), name="x")
+    i = gc.placeholder((4,), gc.int64, name="i")
+    y = gc.take(x, i, axis=0)
+    f = gc.compile([x, i], y)
+    xv = np.arange(15, dtype=np.float32).reshape(5, 3)
+    np.testing.assert_array_equal(f(xv, np.array([0, -1, 4, 2])), xv[[0, -1, 4, 2]])
+    with pytest.raises(IndexError, match="out of range"):
+        f(xv, np.array([0, 5, 1, 2]))
+    with pytest.raises(IndexError):
+        f(xv, np.array([0, -6, 1, 2]))
