@@ -7,9 +7,12 @@
    negative strides) are copied to contiguous ones (documented: the only
    copy the runtime makes); Python scalars and lists are converted with the
    input's dtype when that is exact;
-2. allocates the outputs and one scratch arena for the intermediate buffers
-   (per call, so concurrent calls from several threads do not share
-   scratch memory);
+2. allocates the outputs and one scratch arena for the intermediate buffers.
+   Fresh pages cost page faults (about 8 ms per 64 MB here), so an output
+   array of the previous call is reused when nothing outside the runtime
+   refers to it any more (its reference count says so; a view keeps its base
+   alive), and each calling thread keeps its own arena, so concurrent calls
+   from several threads never share scratch memory;
 3. makes one native call of the module's entry point (the GIL is released
    during it);
 4. raises IndexError if a take/scatter index was out of range (the native
@@ -24,6 +27,7 @@ updates run concurrently.
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -86,6 +90,8 @@ class CompiledFunction:
         self._has_updates = bool(p.copies) and any(
             b.kind == "param" for b in p.buffers if b.slot in {d for _, d in p.copies})
         self.input_names = [b.name for b in self._inputs]
+        self._recycled: dict[int, np.ndarray] = {}  # output slot -> last array (reused if unreferenced)
+        self._local = threading.local()  # per-thread scratch arena
 
     # ---------------------------------------------------------------- calling
     def _check(self, args) -> list[np.ndarray]:
@@ -124,21 +130,18 @@ class CompiledFunction:
             ptrs[b.slot] = _addr(a) if a.size else _addr(np.empty(1, a.dtype))
         for slot, arr in self._fixed:
             ptrs[slot] = _addr(arr) if arr.size else _addr(np.empty(1, arr.dtype))
-        outs = []
-        for b in self._outputs:
-            t = b.node.type
-            try:
-                o = np.empty(t.shape, t.dtype.np_dtype)
-            except (MemoryError, ValueError) as e:
-                raise MemoryError(f"cannot allocate output {b.name} ({t}): {e}") from None
-            outs.append(o)
+        outs = [self._output(b) for b in self._outputs]
+        for b, o in zip(self._outputs, outs):
             ptrs[b.slot] = _addr(o) if o.size else _addr(np.empty(1, o.dtype))
-        arena = None
         if self._temps:
-            try:
-                arena = np.empty(self.plan.arena_bytes + 64, np.uint8)
-            except (MemoryError, ValueError) as e:
-                raise MemoryError(f"cannot allocate {self.plan.arena_bytes} bytes of scratch memory: {e}") from None
+            arena = getattr(self._local, "arena", None)
+            if arena is None:
+                try:
+                    arena = np.empty(self.plan.arena_bytes + 64, np.uint8)
+                except (MemoryError, ValueError) as e:
+                    raise MemoryError(f"cannot allocate {self.plan.arena_bytes} bytes of scratch memory: {e}") \
+                        from None
+                self._local.arena = arena
             base = (_addr(arena) + 63) // 64 * 64
             for b in self._temps:
                 ptrs[b.slot] = base + b.offset
@@ -147,7 +150,6 @@ class CompiledFunction:
                 self._entry(ctypes.addressof(ptrs))
         else:
             self._entry(ctypes.addressof(ptrs))
-        del arena
         if status[0]:
             raise IndexError("an index given to take/gather or scatter_add was out of range "
                              "(no memory outside the arrays was read or written)")
@@ -160,6 +162,21 @@ class CompiledFunction:
         if not self.output_is_tuple and len(result) == 1:
             return result[0]
         return result
+
+    def _output(self, b) -> np.ndarray:
+        """A fresh output array, or last call's if nobody else holds it any more."""
+        old = self._recycled.get(b.slot)
+        # references: the dict, `old`, getrefcount's argument
+        if old is not None and sys.getrefcount(old) <= 3:
+            return old
+        t = b.node.type
+        try:
+            o = np.empty(t.shape, t.dtype.np_dtype)
+        except (MemoryError, ValueError) as e:
+            raise MemoryError(f"cannot allocate output {b.name} ({t}): {e}") from None
+        if t.nbytes >= (1 << 20):  # only big outputs are worth keeping
+            self._recycled[b.slot] = o
+        return o
 
     # ---------------------------------------------------------------- inspection
     @property
