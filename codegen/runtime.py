@@ -146,6 +146,9 @@ class CompiledFunction:
             for b in self._temps:
                 ptrs[b.slot] = base + b.offset
         if self._has_updates:
+            for name, arr in self.state.items():
+                if not arr.flags.writeable:
+                    raise ValueError(f"parameter {name!r} is read-only; the compiled step updates it in place")
             with self._lock:
                 self._entry(ctypes.addressof(ptrs))
         else:
