@@ -525,7 +525,7 @@ def _entry_alloca(builder, ty, name=""):
 
 
 def emit_gemm(builder, fn: GemmFunction, *, trans_a: bool, trans_b: bool,
-              m, n, k, a, lda, b, ldb, c, ldc, alpha=1.0, beta=0.0):
+              m, n, k, a, lda, b, ldb, c, ldc, alpha=1.0, beta=0.0, address=None):
     """Emit ``C = alpha * op(A) @ op(B) + beta * C`` (row-major) as a direct call.
 
     ``op(X)`` is ``X.T`` when ``trans_X``.  Shapes: ``op(A)`` is ``m x k``,
@@ -546,6 +546,9 @@ def emit_gemm(builder, fn: GemmFunction, *, trans_a: bool, trans_b: bool,
     """
     from llvmlite import ir
 
+    # ``address``: an i64 LLVM value holding the function's address at run time (so the
+    # machine code does not depend on this process's address of the BLAS); default: fn.address
+    target = address if address is not None else ir.Constant(ir.IntType(64), fn.address)
     fty = ir.FloatType() if fn.dtype == "float32" else ir.DoubleType()
     fptr = fty.as_pointer()
     ity = ir.IntType(fn.int_bits)
@@ -560,7 +563,7 @@ def emit_gemm(builder, fn: GemmFunction, *, trans_a: bool, trans_b: bool,
     if fn.interface == "cblas":
         argtys = [i32, i32, i32, ity, ity, ity, fty, fptr, ity, fptr, ity, fty, fptr, ity]
         fnty = ir.FunctionType(ir.VoidType(), argtys)
-        callee = builder.inttoptr(ir.Constant(ir.IntType(64), fn.address), fnty.as_pointer(),
+        callee = builder.inttoptr(target, fnty.as_pointer(),
                                   name=fn.symbol)
         ta = ir.Constant(i32, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS)
         tb = ir.Constant(i32, CBLAS_TRANS if trans_b else CBLAS_NO_TRANS)
@@ -578,7 +581,7 @@ def emit_gemm(builder, fn: GemmFunction, *, trans_a: bool, trans_b: bool,
     if fn.fortran_hidden_lengths:
         argtys += [ir.IntType(64), ir.IntType(64)]
     fnty = ir.FunctionType(ir.VoidType(), argtys)
-    callee = builder.inttoptr(ir.Constant(ir.IntType(64), fn.address), fnty.as_pointer(),
+    callee = builder.inttoptr(target, fnty.as_pointer(),
                               name=fn.symbol.replace(".", "_"))
 
     def slot(ty, val, name):

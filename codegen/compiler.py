@@ -1,8 +1,10 @@
-"""Graph -> native code: plan, emit one LLVM module, optimize for the host, JIT.
+"""Graph -> native code: plan, emit one LLVM module, optimize for the host, JIT; cached.
 
 ``compile_graph(graph, updates)`` returns a ``CompiledFunction``. The
 runtime table handed to the code at each call holds the addresses of the
-thread pool's ``parallel_for`` and of BLAS sgemm/dgemm in this process.
+thread pool's ``parallel_for`` and of BLAS sgemm/dgemm in this process, so
+the machine code is the same in every process and can be cached on disk
+(``codegen.cache``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Sequence
 import numpy as np
 
 from graphc.ir import Graph, Node
+from graphc.printer import format_graph
 
-from . import llvm_target
+from . import cache, llvm_target
 from .emit import ENTRY_NAME, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, emit_module
+from .plan import Plan
 from .plan import plan as make_plan
 from .runtime import CompiledFunction, NativeCode
 
@@ -53,21 +57,94 @@ def runtime_table() -> np.ndarray:
     return table
 
 
-def compile_graph(graph: Graph, updates: Sequence[tuple[Node, Node]] = (), single_output: bool = False,
-                  opt_level: int = 3) -> CompiledFunction:
-    """Compile ``graph`` (whose last ``len(updates)`` outputs are the updates' new values)."""
+def _target_description() -> str:
     import llvmlite.binding as llvm
-    start = time.perf_counter()
-    p = make_plan(graph, updates)
-    module, kernels = emit_module(p, blas=blas_info(), name=graph.name)
+    llvm_target.init()
+    return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {llvm_target.host_features()}"
+
+
+def graph_key(graph: Graph, updates, opt_level: int) -> str:
+    """The cache key of a compilation (see ``codegen.cache``)."""
+    names = {id(n): n.name for n in graph.parameters}
+    index = {id(n): i for i, n in enumerate(graph.outputs)}
+    info = blas_info()
+    blas = f"{info.interface}-{info.int_bits}" if info is not None else "no-blas"
+    extra = f"opt={opt_level} blas={blas} updates=" + ",".join(
+        f"{names[id(p)]}<-{index[id(v)]}" for p, v in updates)
+    return cache.make_key(format_graph(graph, locations=False), extra, _target_description())
+
+
+def _emit(p: Plan, name: str):
+    return emit_module(p, blas=blas_info(), name=name)
+
+
+def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
+    """Emit, optimize and JIT; returns the code and its object file (for the disk cache)."""
+    import llvmlite.binding as llvm
+    module, kernels = _emit(p, name)
     text = str(module)
     mod = llvm_target.optimize(llvm_target.parse(text), opt_level)
     optimized = str(mod)
     engine = llvm.create_mcjit_compiler(mod, llvm_target._new_target_machine())
+    objects: list[bytes] = []
+    engine.set_object_cache(lambda _m, buf: objects.append(bytes(buf)), lambda _m: None)
     engine.finalize_object()
-    addr = engine.get_function_address(ENTRY_NAME)
-    tm = llvm_target.target_machine()
-    native = NativeCode(engine, addr, text, optimized, lambda: tm.emit_assembly(llvm.parse_assembly(optimized)))
-    fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output, kernels=kernels)
+    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), text, optimized,
+                        _assembly_of(optimized), kernels)
+    return native, objects[0] if objects else b""
+
+
+def _assembly_of(optimized_ir: str):
+    def asm() -> str:
+        import llvmlite.binding as llvm
+        return llvm_target.target_machine().emit_assembly(llvm.parse_assembly(optimized_ir))
+    return asm
+
+
+def _load(obj: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | None:
+    """Machine code from a cached object file; IR and kernels are re-derived on demand."""
+    import llvmlite.binding as llvm
+    llvm_target.init()
+    try:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_target._new_target_machine())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        engine.finalize_object()
+        addr = engine.get_function_address(ENTRY_NAME)
+    except Exception:  # noqa: BLE001 - an unusable object is a cache miss
+        return None
+    if not addr:
+        return None
+    native = NativeCode(engine, addr)
+
+    def details():
+        module, kernels = _emit(p, name)
+        text = str(module)
+        optimized = str(llvm_target.optimize(llvm_target.parse(text), opt_level))
+        return text, optimized, _assembly_of(optimized), kernels
+    native.lazy_details = details
+    return native
+
+
+def compile_graph(graph: Graph, updates: Sequence[tuple[Node, Node]] = (), single_output: bool = False,
+                  opt_level: int = 3) -> CompiledFunction:
+    """Compile ``graph`` (whose last ``len(updates)`` outputs are the updates' new values)."""
+    start = time.perf_counter()
+    p = make_plan(graph, updates)
+    key = graph_key(graph, updates, opt_level)
+    native = cache.memory_get(key)
+    hit = native is not None
+    if native is None:
+        obj = cache.disk_get(key)
+        if obj is not None:
+            native = _load(obj, p, graph.name, opt_level)
+            hit = native is not None
+        if native is None:
+            native, obj = _build(p, graph.name, opt_level)
+            if obj:
+                cache.disk_put(key, obj)
+        cache.memory_put(key, native)
+    fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output)
     fn.compile_seconds = time.perf_counter() - start
+    fn.cache_hit = hit
+    fn.cache_key = key
     return fn

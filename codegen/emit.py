@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from graphc.dtypes import DType, bool_, float64, int64
+from graphc.dtypes import DType
 from graphc.ir import Node
 
 from . import expr as X
@@ -86,11 +86,10 @@ class KernelContext:
                 self.ptrs[slot] = self.b.bitcast(raw, t.as_pointer(), name=f"buf{slot}")
         return self.ptrs[slot]
 
-    def runtime(self, entry: int, fnty: ir.FunctionType):
-        """A function pointer from the runtime table."""
+    def runtime_address(self, entry: int):
+        """An address (i64) from the runtime table: BLAS, the thread pool."""
         table = self.b.bitcast(self.b.load(self.b.gep(self.bufs, [const64(0)])), I64.as_pointer())
-        addr = self.b.load(self.b.gep(table, [const64(entry)]))
-        return self.b.inttoptr(addr, fnty.as_pointer())
+        return self.b.load(self.b.gep(table, [const64(entry)]))
 
     def error_flag(self):
         if self.err is None:
@@ -433,11 +432,9 @@ def emit_matmul(kc: KernelContext, k: Kernel, blas) -> int:
             b_off = ve.affine(vb.strides[:-2], vb.offset)
             emit_gemm(b, blas.gemm(d.np_dtype), trans_a=la[0], trans_b=lb[0], m=M, n=N, k=K,
                       a=b.gep(kc.ptr(va.slot), [a_off]), lda=la[1], b=b.gep(kc.ptr(vb.slot), [b_off]),
-                      ldb=lb[1], c=b.gep(kc.ptr(k.slot), [c_off]), ldc=N)
-            continue_ = None
+                      ldb=lb[1], c=b.gep(kc.ptr(k.slot), [c_off]), ldc=N,
+                      address=kc.runtime_address(RT_SGEMM if d.itemsize == 4 else RT_DGEMM))
         else:
-            continue_ = True
-        if continue_:
             _naive_matmul(kc, k, va, vb, list(bidx), M, N, K, c_off)
     return 1
 
@@ -545,8 +542,9 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
             with otherwise:
                 with for_range(b, 0, code.chunks, "chunk") as c:
                     b.call(fn, [ctx, c])
+    nbytes = {bs.slot: bs.nbytes for bs in plan.buffers}
     for src, dst in plan.copies:
-        n = plan.graph.nodes and next(bs for bs in plan.buffers if bs.slot == dst).nbytes
+        n = nbytes[dst]
         if n:
             memcpy = module.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
             s = b.load(b.gep(entry.args[0], [const64(src)]))
@@ -555,5 +553,3 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
     b.ret_void()
     return module, codes
 
-
-del bool_, float64, int64

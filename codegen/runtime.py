@@ -46,15 +46,31 @@ def _addr(a: np.ndarray) -> int:
 
 @dataclass
 class NativeCode:
-    """Loaded machine code: the engine that owns it and the entry point's address."""
+    """Loaded machine code: the engine that owns it, the entry point's address, and its stages.
+
+    Code loaded from the disk cache re-derives its IR texts and kernel list on
+    first request (``lazy_details``).
+    """
 
     engine: object
     entry_address: int
     llvm_ir: str = ""
     optimized_ir: str = ""
     assembly_fn: object = None  # () -> str, produced on demand
+    kernels: list = field(default_factory=list)
+    lazy_details: object = None
+
+    def _details(self):
+        if self.lazy_details is not None:
+            self.llvm_ir, self.optimized_ir, self.assembly_fn, self.kernels = self.lazy_details()
+            self.lazy_details = None
+
+    def stage(self, name: str):
+        self._details()
+        return getattr(self, name)
 
     def assembly(self) -> str:
+        self._details()
         return self.assembly_fn() if self.assembly_fn else ""
 
 
@@ -66,9 +82,9 @@ class CompiledFunction:
     native: NativeCode
     runtime_table: np.ndarray
     output_is_tuple: bool = True
-    kernels: list = field(default_factory=list)
     compile_seconds: float = 0.0
     cache_hit: bool = False
+    cache_key: str = ""
 
     def __post_init__(self):
         p = self.plan
@@ -187,12 +203,17 @@ class CompiledFunction:
         return self.plan.graph
 
     @property
+    def kernels(self) -> list:
+        """The emitted kernels (name, kind, node, chunk count)."""
+        return self.native.stage("kernels")
+
+    @property
     def llvm_ir(self) -> str:
-        return self.native.llvm_ir
+        return self.native.stage("llvm_ir")
 
     @property
     def optimized_llvm_ir(self) -> str:
-        return self.native.optimized_ir
+        return self.native.stage("optimized_ir")
 
     @property
     def assembly(self) -> str:

@@ -1,0 +1,118 @@
+"""Compiled-code cache: in memory and on disk, keyed by the printed IR, target and version.
+
+The key is a SHA-256 of: the graph as printed (without source locations),
+the parameter updates, the optimization level, graphc's and llvmlite's
+versions, and the host target (triple, CPU, features). The machine code
+refers to nothing outside itself by address (BLAS and the thread pool are
+reached through a table passed at each call), so an object file made by one
+process runs in another.
+
+On disk (``$GRAPHC_CACHE_DIR``, else ``$XDG_CACHE_HOME/graphc``, else
+``~/.cache/graphc``), each entry is one file::
+
+    b"GRAPHC-OBJ\\n" | key (64 hex) | sha256(payload) (64 hex) | payload length (16 hex) | payload
+
+written to a temporary file in the same folder and renamed (atomic), and
+verified on load: a truncated, corrupted, zero-length or foreign file is
+ignored (and replaced by the rebuilt entry), never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+MAGIC = b"GRAPHC-OBJ\n"
+_HEADER = len(MAGIC) + 64 + 64 + 16
+
+_memory: dict[str, object] = {}
+_memory_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """The on-disk cache folder (not created until something is stored)."""
+    env = os.environ.get("GRAPHC_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "graphc"
+
+
+def disabled() -> bool:
+    return os.environ.get("GRAPHC_CACHE", "1").lower() in ("0", "off", "no", "false")
+
+
+def make_key(graph_text: str, extra: str, target: str) -> str:
+    import llvmlite
+
+    from graphc import __version__
+    h = hashlib.sha256()
+    for part in (f"graphc {__version__}", f"llvmlite {llvmlite.__version__}", target, extra, graph_text):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def memory_get(key: str):
+    with _memory_lock:
+        return _memory.get(key)
+
+
+def memory_put(key: str, value) -> None:
+    with _memory_lock:
+        _memory[key] = value
+
+
+def _path(key: str) -> Path:
+    return cache_dir() / key[:2] / f"{key}.obj"
+
+
+def disk_get(key: str) -> bytes | None:
+    """The verified payload for ``key``, or None (missing, or fails verification)."""
+    if disabled():
+        return None
+    try:
+        data = _path(key).read_bytes()
+    except OSError:
+        return None
+    if len(data) < _HEADER or not data.startswith(MAGIC):
+        return None
+    p = len(MAGIC)
+    k = data[p:p + 64].decode("ascii", "replace")
+    digest = data[p + 64:p + 128].decode("ascii", "replace")
+    try:
+        length = int(data[p + 128:p + 144], 16)
+    except ValueError:
+        return None
+    payload = data[_HEADER:]
+    if k != key or len(payload) != length or hashlib.sha256(payload).hexdigest() != digest:
+        return None
+    return payload
+
+
+def disk_put(key: str, payload: bytes) -> None:
+    """Store atomically; failures (read-only folder, full disk) are ignored: the cache is optional."""
+    if disabled():
+        return
+    path = _path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = MAGIC + key.encode() + hashlib.sha256(payload).hexdigest().encode() + f"{len(payload):016x}".encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(header + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError:
+        pass
