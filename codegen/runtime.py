@@ -94,15 +94,11 @@ class CompiledFunction:
         self._outputs = [b for b in p.buffers if b.kind == "output"]
         self._temps = [b for b in p.buffers if b.kind == "temp"]
         self._n_slots = max((b.slot for b in p.buffers), default=1) + 1
-        # parameters and constants live as long as the function: their addresses are fixed
-        self.state: dict[str, np.ndarray] = {}
-        self._fixed: list[tuple[int, np.ndarray]] = []
-        for b in p.buffers:
-            if b.kind in ("param", "const"):
-                arr = np.ascontiguousarray(np.array(b.node.value, copy=True))
-                if b.kind == "param":
-                    self.state[b.name] = arr
-                self._fixed.append((b.slot, arr))
+        # parameters are shared, live state: the compiled code reads and updates each
+        # parameter node's own array (``Tensor.value``), so every compiled function, the
+        # interpreter and checkpoints see the same current values
+        self._fixed = [(b.slot, b.node) for b in p.buffers if b.kind in ("param", "const")]
+        self._params = [b for b in p.buffers if b.kind == "param"]
         self._has_updates = bool(p.copies) and any(
             b.kind == "param" for b in p.buffers if b.slot in {d for _, d in p.copies})
         self.input_names = [b.name for b in self._inputs]
@@ -144,7 +140,12 @@ class CompiledFunction:
         ptrs[1] = _addr(status)
         for b, a in zip(self._inputs, arrays):
             ptrs[b.slot] = _addr(a) if a.size else _addr(np.empty(1, a.dtype))
-        for slot, arr in self._fixed:
+        for slot, node in self._fixed:
+            arr = node.value
+            t = node.type
+            if arr.shape != t.shape or arr.dtype != t.dtype.np_dtype or not arr.flags.c_contiguous:
+                raise ValueError(f"{node.op} {node.name!r} was replaced by an array of {arr.dtype}{list(arr.shape)}"
+                                 f"; it must stay a C-contiguous {t} (assign into it with arr[...] = ...)")
             ptrs[slot] = _addr(arr) if arr.size else _addr(np.empty(1, arr.dtype))
         outs = [self._output(b) for b in self._outputs]
         for b, o in zip(self._outputs, outs):
@@ -162,9 +163,9 @@ class CompiledFunction:
             for b in self._temps:
                 ptrs[b.slot] = base + b.offset
         if self._has_updates:
-            for name, arr in self.state.items():
-                if not arr.flags.writeable:
-                    raise ValueError(f"parameter {name!r} is read-only; the compiled step updates it in place")
+            for b in self._params:
+                if not b.node.value.flags.writeable:
+                    raise ValueError(f"parameter {b.name!r} is read-only; the compiled step updates it in place")
             with self._lock:
                 self._entry(ctypes.addressof(ptrs))
         else:
@@ -219,6 +220,11 @@ class CompiledFunction:
     def assembly(self) -> str:
         return self.native.assembly()
 
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        return self.parameters()
+
     def parameters(self) -> dict[str, np.ndarray]:
-        """The current parameter values (live arrays, updated in place by each call)."""
-        return self.state
+        """The parameters' current values by name: the live arrays (``Tensor.value``) each call
+        reads and updates in place."""
+        return {b.name: b.node.value for b in self._params}

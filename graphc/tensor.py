@@ -59,7 +59,12 @@ class Tensor:
 
     @property
     def value(self) -> np.ndarray | None:
-        """The current value of a parameter or constant (None for computed tensors)."""
+        """The current value of a parameter or constant (None for computed tensors).
+
+        A parameter's array is live state: compiled steps update it in place, and
+        the interpreter and every compiled function read it. Assign into it
+        (``w.value[...] = new``) rather than replacing it.
+        """
         return self.node.value
 
     def __len__(self) -> int:
