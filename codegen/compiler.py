@@ -63,14 +63,11 @@ def _target_description() -> str:
     return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {llvm_target.host_features()}"
 
 
-def graph_key(graph: Graph, updates, opt_level: int) -> str:
+def graph_key(graph: Graph, update_params, opt_level: int) -> str:
     """The cache key of a compilation (see ``codegen.cache``)."""
-    names = {id(n): n.name for n in graph.parameters}
-    index = {id(n): i for i, n in enumerate(graph.outputs)}
     info = blas_info()
     blas = f"{info.interface}-{info.int_bits}" if info is not None else "no-blas"
-    extra = f"opt={opt_level} blas={blas} updates=" + ",".join(
-        f"{names[id(p)]}<-{index[id(v)]}" for p, v in updates)
+    extra = f"opt={opt_level} blas={blas} updates=" + ",".join(p.name for p in update_params)
     return cache.make_key(format_graph(graph, locations=False), extra, _target_description())
 
 
@@ -125,12 +122,18 @@ def _load(obj: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | None:
     return native
 
 
-def compile_graph(graph: Graph, updates: Sequence[tuple[Node, Node]] = (), single_output: bool = False,
+def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_output: bool = False,
                   opt_level: int = 3) -> CompiledFunction:
-    """Compile ``graph`` (whose last ``len(updates)`` outputs are the updates' new values)."""
+    """Compile ``graph``, whose last ``len(update_params)`` outputs are those parameters' new values.
+
+    The graph goes through the pass pipeline (``graphc.passes.pipeline``), ending
+    with fusion into kernels; then planning, emission, optimization and JIT.
+    """
+    from graphc.passes.fusion import fuse
     start = time.perf_counter()
-    p = make_plan(graph, updates)
-    key = graph_key(graph, updates, opt_level)
+    key = graph_key(graph, update_params, opt_level)
+    fused = fuse(graph)
+    p = make_plan(fused, update_params)
     native = cache.memory_get(key)
     hit = native is not None
     if native is None:

@@ -51,13 +51,27 @@ def _prod(xs) -> int:
 
 
 @dataclass
+class Target:
+    """What one kernel function computes: ``node`` (an op of a kernel's body) into buffer ``slot``,
+    reading every other value through ``slots`` (buffers and the body's placeholders)."""
+
+    node: Node
+    slot: int
+    slots: dict
+
+
+@dataclass
 class KernelCode:
-    """One emitted kernel: its function, chunk count and a description (for dumps)."""
+    """One emitted kernel function: name, chunk count, and what it computes (for dumps)."""
 
     name: str
     kernel: Kernel
     chunks: int
     summary: str
+
+    @property
+    def kind(self) -> str:
+        return self.kernel.kind
 
 
 class KernelContext:
@@ -198,12 +212,12 @@ def _chunk_bounds(b, chunk, outer: int, chunks: int):
 
 # ---------------------------------------------------------------- kernel kinds
 
-def emit_elementwise(kc: KernelContext, k: Kernel) -> int:
+def emit_elementwise(kc: KernelContext, k: Target) -> int:
     node = k.node
     shape = node.shape
     rank = len(shape)
-    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), rank)
-    e = eb.expr(node, X.Affine.identity(rank), root=True)
+    eb = X.ExprBuilder(k.slots, _sizes(kc.plan), rank)
+    e = eb.expr(node, X.Affine.identity(rank))
     out = row_major(shape)
     groups = X.collapse_groups(shape, X.collect_patterns(e, []) + [out])
     e = X.remap(e, groups)
@@ -244,7 +258,7 @@ def _combine(sb: ScalarBuilder, op: str, acc, v, d: DType, reassoc: bool):
     return lower_scalar(sb, "maximum" if op == "max" else "minimum", [acc, v], d, d, {})
 
 
-def emit_reduce(kc: KernelContext, k: Kernel) -> int:
+def emit_reduce(kc: KernelContext, k: Target) -> int:
     node = k.node
     op = node.op
     x = node.inputs[0]
@@ -260,7 +274,7 @@ def emit_reduce(kc: KernelContext, k: Kernel) -> int:
     if op in ("sum", "mean", "max", "min", "prod") and red and last_kept:
         return _emit_reduce_rows(kc, k, x, kept, red)
     order = kept + red
-    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), len(order))
+    eb = X.ExprBuilder(k.slots, _sizes(kc.plan), len(order))
     e = eb.expr(x, X.Affine.identity(len(x.shape), order))
     n_kept = len(kept)
     kept_sizes = [x.shape[d] for d in kept]
@@ -326,7 +340,7 @@ def emit_reduce(kc: KernelContext, k: Kernel) -> int:
     return chunks
 
 
-def _emit_reduce_rows(kc: KernelContext, k: Kernel, x: Node, kept, red) -> int:
+def _emit_reduce_rows(kc: KernelContext, k: Target, x: Node, kept, red) -> int:
     """Reduction with the last axis kept: out = identity, then out[kept(i)] ⊕= x[i] in x's order."""
     node, op = k.node, k.node.op
     b, sb = kc.b, kc.sb
@@ -336,7 +350,7 @@ def _emit_reduce_rows(kc: KernelContext, k: Kernel, x: Node, kept, red) -> int:
     with for_range(b, 0, n_out, "init") as i:
         ValueEmitter(kc, [i]).store(k.slot, d, i, init)
     rank = len(x.shape)
-    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), rank)
+    eb = X.ExprBuilder(k.slots, _sizes(kc.plan), rank)
     e = eb.expr(x, X.Affine.identity(rank))
     kept_rm = row_major([x.shape[dd] for dd in kept])
     out_coeffs = [0] * rank
@@ -355,7 +369,7 @@ def _emit_reduce_rows(kc: KernelContext, k: Kernel, x: Node, kept, red) -> int:
     return 1
 
 
-def emit_softmax(kc: KernelContext, k: Kernel) -> int:
+def emit_softmax(kc: KernelContext, k: Target) -> int:
     node = k.node
     x = node.inputs[0]
     axis = node.attrs["axis"]
@@ -368,7 +382,7 @@ def emit_softmax(kc: KernelContext, k: Kernel) -> int:
     b, sb = kc.b, kc.sb
     d = node.dtype
     t = llvm_type(d)
-    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), len(order))
+    eb = X.ExprBuilder(k.slots, _sizes(kc.plan), len(order))
     e = eb.expr(x, X.Affine.identity(len(shape), order))
     rm = row_major(shape)
     out_coeffs = tuple(rm[dd] for dd in order)
@@ -405,7 +419,7 @@ def emit_softmax(kc: KernelContext, k: Kernel) -> int:
     return chunks
 
 
-def emit_matmul(kc: KernelContext, k: Kernel, blas) -> int:
+def emit_matmul(kc: KernelContext, k: Target, blas) -> int:
     node = k.node
     a, bnode = node.inputs
     shape = node.shape
@@ -415,8 +429,8 @@ def emit_matmul(kc: KernelContext, k: Kernel, blas) -> int:
     d = node.dtype
     if M * N == 0 or node.type.size == 0:
         return 0
-    va = resolve_view(a, kc.plan.slot_of)
-    vb = resolve_view(bnode, kc.plan.slot_of)
+    va = resolve_view(a, k.slots)
+    vb = resolve_view(bnode, k.slots)
     out_rm = row_major(shape)
     if K == 0:
         with for_range(b, 0, node.type.size, "z") as i:
@@ -455,7 +469,7 @@ def _naive_matmul(kc, k, va, vb, bidx, M, N, K, c_off):
         ve.store(k.slot, d, off, _combine(sb, "sum", ve.load(k.slot, d, off), prod, d, False))
 
 
-def emit_scatter_add(kc: KernelContext, k: Kernel) -> int:
+def emit_scatter_add(kc: KernelContext, k: Target) -> int:
     node = k.node
     u, idx = node.inputs
     axis, dim = node.attrs["axis"], node.attrs["dim_size"]
@@ -467,7 +481,7 @@ def emit_scatter_add(kc: KernelContext, k: Kernel) -> int:
         return 1
     rank = len(u.shape)
     kdim = len(idx.shape)
-    eb = X.ExprBuilder(kc.plan.slot_of, _sizes(kc.plan), rank)
+    eb = X.ExprBuilder(k.slots, _sizes(kc.plan), rank)
     ue = eb.expr(u, X.Affine.identity(rank))
     ident = X.Affine.identity(rank)
     ie = eb.expr(idx, ident.with_rows([ident.row(dd) for dd in range(axis, axis + kdim)]))
@@ -498,29 +512,48 @@ def _sizes(plan: Plan) -> dict:
 
 # ---------------------------------------------------------------- module
 
+EMITTERS = {"elementwise": emit_elementwise, "reduce": emit_reduce, "softmax": emit_softmax,
+            "scatter_add": emit_scatter_add}
+
+
+def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) -> tuple[str, int]:
+    fn = ir.Function(module, KERNEL_TYPE, name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")  # each kernel is optimized once, not copied into the entry
+    kc = KernelContext(module, fn, plan)
+    chunks = emit(kc, target)
+    kc.finish()
+    return name, chunks
+
+
 def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module, list[KernelCode]]:
-    """The LLVM module of a plan and the list of its kernels."""
+    """The LLVM module of a plan and the list of its kernel functions.
+
+    A kernel whose body is a reduction, softmax or matmul followed by an
+    elementwise epilogue gets two functions: the heavy loop writes the
+    kernel's buffer, then the epilogue rewrites it in place (no intermediate
+    buffer).
+    """
+    from graphc.passes.fusion import heavy_node
     module = ir.Module(name=name)
     codes: list[KernelCode] = []
     for i, k in enumerate(plan.kernels):
-        fname = f"k{i}_{k.node.op}"
-        fn = ir.Function(module, KERNEL_TYPE, name=fname)
-        fn.linkage = "internal"
-        kc = KernelContext(module, fn, plan)
-        if k.kind == "elementwise":
-            chunks = emit_elementwise(kc, k)
-        elif k.kind == "reduce":
-            chunks = emit_reduce(kc, k)
-        elif k.kind == "softmax":
-            chunks = emit_softmax(kc, k)
-        elif k.kind == "matmul":
-            chunks = emit_matmul(kc, k, blas)
-        elif k.kind == "scatter_add":
-            chunks = emit_scatter_add(kc, k)
+        slots = k.body_slots(plan.slot_of)
+        root = k.body.outputs[0]
+        heavy = heavy_node(k.body, k.kind)
+        first = heavy if heavy is not None else root
+        if k.kind == "matmul":
+            emit = lambda kc, t: emit_matmul(kc, t, blas)  # noqa: E731
         else:
-            raise NotImplementedError(k.kind)
-        kc.finish()
-        codes.append(KernelCode(fname, k, chunks, f"{k.kind} {k.node.op} {k.node.type}"))
+            emit = EMITTERS[k.kind]
+        fname, chunks = _function(module, plan, f"k{i}_{first.op}", emit, Target(first, k.slot, slots))
+        codes.append(KernelCode(fname, k, chunks, f"{k.kind} {first.op} {k.node.type}"))
+        if heavy is not None and heavy is not root:
+            epi_slots = dict(slots)
+            epi_slots[id(heavy)] = k.slot
+            fname, chunks = _function(module, plan, f"k{i}_epilogue_{root.op}", emit_elementwise,
+                                      Target(root, k.slot, epi_slots))
+            codes.append(KernelCode(fname, k, chunks, f"epilogue {root.op} {k.node.type}"))
 
     entry = ir.Function(module, ir.FunctionType(VOID, [I8PP]), name=ENTRY_NAME)
     b = ir.IRBuilder(entry.append_basic_block("entry"))

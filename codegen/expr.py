@@ -148,6 +148,8 @@ class ExprBuilder:
         if v is not None:
             return self._load(v, node.dtype, imap, guard)
         op, a, ins = node.op, node.attrs, node.inputs
+        if op == "constant" and node.type.shape == ():  # an immediate inside a kernel body
+            return Const(node.value.item(), node.dtype)
         if op in VIEW_OPS:
             inner = view_input_map(node, imap, self.rank)
             if inner is None:

@@ -50,4 +50,4 @@ def compile(inputs: Sequence[Tensor], outputs, updates: Sequence[tuple[Tensor, T
     missing = [n.name for n in graph.nodes if n.op == "placeholder" and n not in graph.inputs]
     if missing or len(used) > len(graph.inputs):
         raise GraphError("compile", f"the outputs depend on placeholders that are not inputs: {missing}")
-    return compile_graph(graph, [(p.node, v.node) for p, v in updates], single_output=single)
+    return compile_graph(graph, [p.node for p, _ in updates], single_output=single)

@@ -81,6 +81,8 @@ def format_node(node: Node, names: dict[int, str]) -> str:
     if node.op == "constant":
         return f"{lhs} = constant {format_constant(node.value)}"
     attrs = ""
+    if node.op == "fused":
+        return f"{lhs} = fused[kind={node.attrs['kind']}] " + ", ".join(names[id(i)] for i in node.inputs)
     if node.attrs:
         from .ops.registry import get_op
         try:
@@ -93,8 +95,11 @@ def format_node(node: Node, names: dict[int, str]) -> str:
     return f"{lhs} = {node.op}{attrs}{' ' + args if args else ''}"
 
 
-def format_graph(graph: Graph, locations: bool = True) -> str:
-    """The whole graph: header, inputs, parameters, one line per node, the returned values."""
+def format_graph(graph: Graph, locations: bool = True, indent: str = "") -> str:
+    """The whole graph: header, inputs, parameters, one line per node, the returned values.
+
+    A ``fused`` node's body follows its line, indented, between braces.
+    """
     names = value_names(graph)
     lines = [f"graph {graph.name} {{"]
     for n in graph.inputs:
@@ -105,6 +110,12 @@ def format_graph(graph: Graph, locations: bool = True) -> str:
         if n.op in ("placeholder", "parameter"):
             continue
         text = "  " + format_node(n, names)
+        if n.op == "fused":
+            body = format_graph(n.attrs["body"], locations=locations).split("\n")
+            lines.append(text + " {")
+            lines.extend("    " + line for line in body[1:-1])
+            lines.append("  }")
+            continue
         if locations and n.loc:
             text = text.ljust(LOCATION_COLUMN) + f"  # {short_location(n.loc)}"
         lines.append(text)
@@ -113,4 +124,4 @@ def format_graph(graph: Graph, locations: bool = True) -> str:
         outs = ", ".join(f"{names[id(o)]} ({nm})" for o, nm in zip(graph.outputs, graph.output_names))
     lines.append(f"  return {outs}")
     lines.append("}")
-    return "\n".join(lines)
+    return "\n".join(indent + line for line in lines)

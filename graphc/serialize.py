@@ -30,41 +30,46 @@ class GraphFormatError(ValueError):
     """A saved graph cannot be read: malformed JSON, missing arrays, unknown ops..."""
 
 
-def _encode_attr(v):
+def _encode_attr(v, arrays=None, prefix=""):
+    if isinstance(v, Graph):  # a fused node's body
+        doc, _ = graph_to_dict(v, arrays, prefix)
+        return {"graph": doc}
     if isinstance(v, DType):
         return {"dtype": v.name}
     if isinstance(v, tuple):
-        return [_encode_attr(x) for x in v]
+        return [_encode_attr(x, arrays, prefix) for x in v]
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return {"float": repr(v)}
     return v
 
 
-def _decode_attr(v):
+def _decode_attr(v, arrays=None):
     if isinstance(v, dict):
+        if "graph" in v:
+            return graph_from_dict(v["graph"], arrays or {})
         if "dtype" in v:
             return as_dtype(v["dtype"])
         if "float" in v:
             return float(v["float"])
         raise GraphFormatError(f"unknown attribute encoding {v!r}")
     if isinstance(v, list):
-        return tuple(_decode_attr(x) for x in v)
+        return tuple(_decode_attr(x, arrays) for x in v)
     return v
 
 
-def graph_to_dict(graph: Graph) -> tuple[dict, dict[str, np.ndarray]]:
-    """The JSON-able structure of ``graph`` and its arrays by key."""
+def graph_to_dict(graph: Graph, arrays: dict | None = None, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON-able structure of ``graph`` and its arrays by key (nested bodies share ``arrays``)."""
     index = {id(n): i for i, n in enumerate(graph.nodes)}
-    arrays: dict[str, np.ndarray] = {}
+    arrays = {} if arrays is None else arrays
     nodes = []
     for i, n in enumerate(graph.nodes):
         rec = {"op": n.op, "inputs": [index[id(x)] for x in n.inputs],
-               "attrs": {k: _encode_attr(v) for k, v in n.attrs.items()},
+               "attrs": {k: _encode_attr(v, arrays, f"{prefix}n{i}.") for k, v in n.attrs.items()},
                "dtype": n.type.dtype.name, "shape": list(n.type.shape), "loc": n.loc}
         if n.name is not None:
             rec["name"] = n.name
         if n.value is not None:
-            key = f"v{i}"
+            key = f"{prefix}v{i}"
             arrays[key] = np.asarray(n.value)
             rec["value"] = key
         nodes.append(rec)
@@ -99,7 +104,7 @@ def graph_from_dict(doc: Mapping, arrays: Mapping[str, np.ndarray]) -> Graph:
                 else:
                     value = value.copy()
             t = TensorType(tuple(rec["shape"]), as_dtype(rec["dtype"]))
-            attrs = {k: _decode_attr(v) for k, v in rec["attrs"].items()}
+            attrs = {k: _decode_attr(v, arrays) for k, v in rec["attrs"].items()}
             nodes.append(Node(rec["op"], inputs, attrs, t, loc=rec.get("loc"), value=value, name=rec.get("name")))
         inputs = [nodes[i] for i in doc["inputs"]]
         outputs = [nodes[i] for i in doc["outputs"]]

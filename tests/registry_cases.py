@@ -15,7 +15,7 @@ from graphc.ops.registry import Arg
 
 def compute_ops():
     """Every registered op that is not a leaf."""
-    return [op for op in gc.all_ops() if op.kind != "leaf"]
+    return [op for op in gc.all_ops() if op.kind not in ("leaf", "fused")]
 
 
 def example_params():

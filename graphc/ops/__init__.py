@@ -5,5 +5,5 @@ Importing this package registers every built-in op. To add an op, add its
 kind and export its API function in that module's ``__all__``.
 """
 
-from . import leaves, elementwise, reduce, linalg, shape, index, nn  # noqa: F401  (registers the ops)
+from . import leaves, elementwise, reduce, linalg, shape, index, nn, fused  # noqa: F401  (registers the ops)
 from .registry import OpDef, OpTypeError, Arg, Example, all_ops, get_op, make_node, register  # noqa: F401

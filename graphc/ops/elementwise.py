@@ -157,7 +157,7 @@ sigmoid = unary("sigmoid", lambda xp, x: xp.sigmoid(x), oracle=_np(lambda x: 1 /
                 vjp=lambda g, x, out: (g * out * (1 - out),))
 relu = unary("relu", lambda xp, x: xp.maximum(x, 0), dtypes=NUMERIC_DTYPES,
              oracle=_np(lambda x: np.maximum(x, 0).astype(x.dtype)), doc="max(x, 0)",
-             vjp=lambda g, x, out: (where(x > 0, g, 0),))
+             vjp=lambda g, x, out: (where(out > 0, g, 0),))  # out > 0 iff x > 0: x need not be kept
 softplus = unary("softplus", lambda xp, x: xp.softplus(x), oracle=_np(lambda x: np.logaddexp(x, 0)),
                  low=-20.0, high=20.0, doc="ln(1 + e^x) = max(x,0) + log1p(e^-|x|)",
                  vjp=lambda g, x, out: (g * sigmoid(x),))

@@ -102,7 +102,7 @@ class OpDef:
         """Check arity and attributes, then run ``infer``; raises OpTypeError."""
         if self.nin is not None and len(types) != self.nin:
             raise OpTypeError(f"takes {self.nin} input(s), got {len(types)}")
-        if self.nin is None and not types:
+        if self.nin is None and not types and self.kind != "fused":
             raise OpTypeError("takes at least one input")
         unknown = set(attrs) - set(self.attrs)
         if unknown:
