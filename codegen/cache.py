@@ -2,7 +2,8 @@
 
 The key is a SHA-256 of: the graph as printed (without source locations),
 the parameter updates, the optimization level, graphc's and llvmlite's
-versions, and the host target (triple, CPU, features). The machine code
+versions, a hash of graphc's own source files, and the host target
+(triple, CPU, features). The machine code
 refers to nothing outside itself by address (BLAS and the thread pool are
 reached through a table passed at each call), so an object file made by one
 process runs in another.
@@ -45,12 +46,30 @@ def disabled() -> bool:
     return os.environ.get("GRAPHC_CACHE", "1").lower() in ("0", "off", "no", "false")
 
 
+_SOURCE_DIGEST: list[str] = []
+
+
+def source_digest() -> str:
+    """A hash of the compiler's own source (ops, passes, codegen): a changed compiler never
+    reuses old code, even at the same version number."""
+    if not _SOURCE_DIGEST:
+        root = Path(__file__).resolve().parent.parent
+        h = hashlib.sha256()
+        for folder in (root / "graphc", root / "passes", root / "codegen"):
+            for f in sorted(folder.rglob("*.py")):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+        _SOURCE_DIGEST.append(h.hexdigest())
+    return _SOURCE_DIGEST[0]
+
+
 def make_key(graph_text: str, extra: str, target: str) -> str:
     import llvmlite
 
     from graphc import __version__
     h = hashlib.sha256()
-    for part in (f"graphc {__version__}", f"llvmlite {llvmlite.__version__}", target, extra, graph_text):
+    for part in (f"graphc {__version__}", source_digest(), f"llvmlite {llvmlite.__version__}", target, extra,
+                 graph_text):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

@@ -517,8 +517,7 @@ EMITTERS = {"elementwise": emit_elementwise, "reduce": emit_reduce, "softmax": e
 
 
 def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) -> tuple[str, int]:
-    fn = ir.Function(module, KERNEL_TYPE, name=name)
-    fn.linkage = "internal"
+    fn = ir.Function(module, KERNEL_TYPE, name=name)  # external: the profiler calls kernels one by one
     fn.attributes.add("noinline")  # each kernel is optimized once, not copied into the entry
     kc = KernelContext(module, fn, plan)
     chunks = emit(kc, target)

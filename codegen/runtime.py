@@ -133,7 +133,10 @@ class CompiledFunction:
         return arrays
 
     def __call__(self, *args):
-        arrays = self._check(args)
+        return self._run(self._check(args))
+
+    def _run(self, arrays, kernel_hook=None):
+        """Set up the buffers and run: the entry point, or ``kernel_hook(ptrs)`` instead (profiling)."""
         ptrs = (ctypes.c_void_p * self._n_slots)()
         ptrs[0] = _addr(self.runtime_table)
         status = np.zeros(1, np.int64)
@@ -162,6 +165,9 @@ class CompiledFunction:
             base = (_addr(arena) + 63) // 64 * 64
             for b in self._temps:
                 ptrs[b.slot] = base + b.offset
+        if kernel_hook is not None:
+            kernel_hook(ptrs)
+            return None
         if self._has_updates:
             for b in self._params:
                 if not b.node.value.flags.writeable:
@@ -197,6 +203,43 @@ class CompiledFunction:
         if t.nbytes >= (1 << 20):  # only big outputs are worth keeping
             self._recycled[b.slot] = o
         return o
+
+    def profile(self, *args, repeat: int = 50) -> list[tuple[str, int, float]]:
+        """Median time of each kernel function, called one by one on these inputs.
+
+        Returns ``(kernel name, chunks, microseconds)`` rows in execution order.
+        Parameters are not updated (the final copies are not run), so the inputs
+        and state stay the same across repeats.
+        """
+        import statistics
+        import time
+        kernels = self.kernels
+        engine = self.native.engine
+        table = self.runtime_table
+        task_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+        rows = []
+
+        def hook(ptrs):
+            ctx = ctypes.addressof(ptrs)
+            for code in kernels:
+                if code.chunks == 0:
+                    rows.append((code.name, 0, 0.0))
+                    continue
+                addr = engine.get_function_address(code.name)
+                fn = task_type(addr)
+                times = []
+                for _ in range(repeat):
+                    t = time.perf_counter()
+                    if code.chunks > 1 and table[0]:
+                        from .threadpool import get_pool
+                        get_pool().parallel_for(addr, ctx, code.chunks)
+                    else:
+                        for c in range(code.chunks):
+                            fn(ctx, c)
+                    times.append(time.perf_counter() - t)
+                rows.append((code.name, code.chunks, statistics.median(times) * 1e6))
+        self._run(self._check(args), kernel_hook=hook)
+        return rows
 
     # ---------------------------------------------------------------- inspection
     @property

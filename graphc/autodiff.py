@@ -68,7 +68,10 @@ def grad(y, xs):
         if not x.dtype.is_float:
             raise GraphError("grad", f"cannot differentiate with respect to a {x.dtype.name} tensor",
                              operands=[x.type])
-    grads = vjp(y, xs_list, constant(1, dtype=y.dtype))
+    from .ir import created_by
+    with created_by("autodiff"):
+        seed = constant(1, dtype=y.dtype)
+    grads = vjp(y, xs_list, seed)
     return grads[0] if single else grads
 
 

@@ -26,6 +26,22 @@ from .errors import GraphVerificationError
 LEAF_OPS = ("placeholder", "parameter", "constant")
 
 _serial = itertools.count()
+_ORIGIN: list[str] = []
+
+
+class created_by:
+    """Context manager: nodes created inside record ``origin`` (e.g. "autodiff")."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+
+    def __enter__(self):
+        _ORIGIN.append(self.origin)
+        return self
+
+    def __exit__(self, *exc):
+        _ORIGIN.pop()
+        return False
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,7 @@ class Node:
     ``constant``; ``name`` the user's name of a placeholder or parameter.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "type", "loc", "value", "name", "serial", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "loc", "value", "name", "serial", "origin", "__weakref__")
 
     def __init__(self, op: str, inputs: Sequence["Node"], attrs: dict, type: TensorType,
                  loc: str | None = None, value: np.ndarray | None = None, name: str | None = None):
@@ -85,6 +101,8 @@ class Node:
         self.value = value
         self.name = name
         self.serial = next(_serial)
+        # which stage made the node: None (the user's code) or "autodiff" (a derivative rule)
+        self.origin = _ORIGIN[-1] if _ORIGIN else None
 
     @property
     def shape(self) -> tuple:

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from graphc.errors import GraphError, attribute_to
-from graphc.ir import Graph, Node, TensorType, topological_order
+from graphc.ir import Graph, Node, TensorType, created_by, topological_order
 from graphc.ops.registry import get_op
 
 # views and constants are recomputed in the backward graph rather than saved
@@ -81,6 +81,11 @@ def backward(outputs: Sequence[Node], cotangents: Sequence[Node], wrt: Sequence[
     For each node from last to first: ``inputs̄ += op.vjp(nodē, *inputs, node, **attrs)``.
     Only float values on a path from ``wrt`` to ``outputs`` are visited.
     """
+    with created_by("autodiff"):
+        return _backward(outputs, cotangents, wrt)
+
+
+def _backward(outputs, cotangents, wrt) -> list:
     order = topological_order(outputs)
     active = active_nodes(order, wrt)
     ct: dict[int, object] = {}
