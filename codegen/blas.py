@@ -68,6 +68,16 @@ GEMM issued from the main thread may use all cores.  :class:`BlasInfo`
 exposes ``set_num_threads`` / ``get_num_threads`` (and the raw addresses so
 JIT code can call them) when the library has them.  NOTE: for the ``numpy``
 source this is the very pool numpy uses -- changing it changes numpy too.
+``set_num_threads_local_address`` (OpenBLAS >= 0.3.27,
+``openblas_set_num_threads_local``) is exposed for completeness only:
+despite its name it is process-wide in OpenBLAS's pthreads builds
+(verified with numpy 2.4's OpenBLAS 0.3.31: a worker thread calling it
+with 1 makes the main thread's ``get_num_threads()`` return 1), so it
+cannot give graphc workers a private thread count.  (OpenBLAS >= 0.3.28 can also hand its parallel work to a
+foreign pool via ``openblas_set_threads_callback_function``; it is *not*
+used: it is process-wide and OpenBLAS's GEMM jobs wait on each other, so
+they must all run concurrently -- a pool that may run jobs serially, like
+graphc's when busy, would deadlock.)
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
+import numbers
 import os
 import re
 import sys
@@ -145,8 +156,9 @@ class BlasInfo:
     # ``void f(int)`` / ``int f(void)`` (OpenBLAS, MKL, FlexiBLAS) or None.
     set_num_threads_address: Optional[int] = None
     get_num_threads_address: Optional[int] = None
-    # ``int openblas_set_num_threads_local(int)`` (OpenBLAS >= 0.3.27):
-    # per-calling-thread count, returns the previous value.
+    # ``int openblas_set_num_threads_local(int)`` (OpenBLAS >= 0.3.27),
+    # returns the previous value.  Process-wide in pthreads builds despite
+    # the name (see the module docstring).
     set_num_threads_local_address: Optional[int] = None
     config: Optional[str] = None  # e.g. openblas_get_config() output
     _handle: object = field(default=None, repr=False, compare=False)
@@ -496,7 +508,10 @@ def get_blas(sources=None) -> BlasInfo:
 def _as_int(builder, v, ty):
     from llvmlite import ir
 
-    if isinstance(v, int):
+    if isinstance(v, numbers.Integral):
+        v = int(v)
+        if v.bit_length() >= ty.width:
+            raise OverflowError(f"{v} does not fit the {ty.width}-bit BLAS integer")
         return ir.Constant(ty, v)
     if v.type.width == ty.width:
         return v
@@ -508,7 +523,7 @@ def _as_int(builder, v, ty):
 def _as_float(v, ty):
     from llvmlite import ir
 
-    if isinstance(v, (int, float)):
+    if isinstance(v, numbers.Real):
         return ir.Constant(ty, float(v))
     return v
 
@@ -522,6 +537,23 @@ def _as_ptr(builder, v, pty):
 def _entry_alloca(builder, ty, name=""):
     with builder.goto_entry_block():
         return builder.alloca(ty, name=name)
+
+
+def _check_static(trans_a, trans_b, m, n, k, lda, ldb, ldc):
+    """Reject impossible leading dimensions when they are known at compile
+    time (BLAS would only print an xerbla message and skip the call)."""
+    vals = (m, n, k, lda, ldb, ldc)
+    if not all(isinstance(v, numbers.Integral) for v in vals):
+        return
+    m, n, k, lda, ldb, ldc = (int(v) for v in vals)
+    if min(m, n, k) < 0:
+        raise ValueError(f"negative GEMM dimension m={m} n={n} k={k}")
+    need = {"lda": (lda, m if trans_a else k), "ldb": (ldb, k if trans_b else n),
+            "ldc": (ldc, n)}
+    for name, (ld, width) in need.items():
+        if ld < max(1, width):
+            raise ValueError(f"{name}={ld} < max(1, {width}) for row-major GEMM "
+                             f"(m={m}, n={n}, k={k}, trans_a={trans_a}, trans_b={trans_b})")
 
 
 def emit_gemm(builder, fn: GemmFunction, *, trans_a: bool, trans_b: bool,
@@ -543,12 +575,21 @@ def emit_gemm(builder, fn: GemmFunction, *, trans_a: bool, trans_b: bool,
     float type; ``a, b, c`` pointer values (bitcast as needed).  Fortran
     interfaces need stack slots for the by-pointer arguments; they are
     allocated in the function's entry block so the call may sit in a loop.
+
+    ``address`` (optional): an i64 LLVM value holding the GEMM's address at
+    run time (e.g. loaded from a runtime table), so the machine code does
+    not depend on where this process mapped the BLAS and can be cached;
+    default: ``fn.address`` baked in as a constant.  ``fn`` must still
+    describe the library that will be called (interface, integer width).
+    Compile-time (Python int) shapes are checked: an impossible leading
+    dimension raises ``ValueError`` (BLAS would print an error and skip).
     """
     from llvmlite import ir
 
     # ``address``: an i64 LLVM value holding the function's address at run time (so the
     # machine code does not depend on this process's address of the BLAS); default: fn.address
     target = address if address is not None else ir.Constant(ir.IntType(64), fn.address)
+    _check_static(trans_a, trans_b, m, n, k, lda, ldb, ldc)
     fty = ir.FloatType() if fn.dtype == "float32" else ir.DoubleType()
     fptr = fty.as_pointer()
     ity = ir.IntType(fn.int_bits)

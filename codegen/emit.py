@@ -58,6 +58,7 @@ class Target:
     node: Node
     slot: int
     slots: dict
+    accumulate: tuple | None = None  # matmul only: (alpha, beta) of C = alpha A B + beta C
 
 
 @dataclass
@@ -432,9 +433,12 @@ def emit_matmul(kc: KernelContext, k: Target, blas) -> int:
     va = resolve_view(a, k.slots)
     vb = resolve_view(bnode, k.slots)
     out_rm = row_major(shape)
-    if K == 0:
+    alpha, beta = k.accumulate or (1.0, 0.0)
+    if K == 0:  # C = beta * C
         with for_range(b, 0, node.type.size, "z") as i:
-            ValueEmitter(kc, [i]).store(k.slot, d, i, sb.const(0, d))
+            ve = ValueEmitter(kc, [i])
+            keep = _combine(sb, "prod", ve.load(k.slot, d, i), sb.const(beta, d), d, False) if beta else sb.const(0, d)
+            ve.store(k.slot, d, i, keep)
         return 1
     with loop_nest(b, [(0, s) for s in batch], "batch") as bidx:
         ve = ValueEmitter(kc, list(bidx))
@@ -446,7 +450,7 @@ def emit_matmul(kc: KernelContext, k: Target, blas) -> int:
             b_off = ve.affine(vb.strides[:-2], vb.offset)
             emit_gemm(b, blas.gemm(d.np_dtype), trans_a=la[0], trans_b=lb[0], m=M, n=N, k=K,
                       a=b.gep(kc.ptr(va.slot), [a_off]), lda=la[1], b=b.gep(kc.ptr(vb.slot), [b_off]),
-                      ldb=lb[1], c=b.gep(kc.ptr(k.slot), [c_off]), ldc=N,
+                      ldb=lb[1], c=b.gep(kc.ptr(k.slot), [c_off]), ldc=N, alpha=alpha, beta=beta,
                       address=kc.runtime_address(RT_SGEMM if d.itemsize == 4 else RT_DGEMM))
         else:
             _naive_matmul(kc, k, va, vb, list(bidx), M, N, K, c_off)
@@ -454,11 +458,16 @@ def emit_matmul(kc: KernelContext, k: Target, blas) -> int:
 
 
 def _naive_matmul(kc, k, va, vb, bidx, M, N, K, c_off):
-    """Integer matmul (no BLAS): zero, then C[i,j] += A[i,p] B[p,j] with j innermost."""
+    """Matmul without BLAS (integers, or no BLAS found): C = beta C, then
+    C[i,j] += alpha A[i,p] B[p,j] with j innermost (vectorizes over j)."""
     b, sb = kc.b, kc.sb
     d = k.node.dtype
+    alpha, beta = k.accumulate or (1, 0)
     with for_range(b, 0, M * N, "z") as i:
-        ValueEmitter(kc, [i]).store(k.slot, d, b.add(c_off, i), sb.const(0, d))
+        ve = ValueEmitter(kc, [i])
+        off = b.add(c_off, i)
+        init = _combine(sb, "prod", ve.load(k.slot, d, off), sb.const(beta, d), d, False) if beta else sb.const(0, d)
+        ve.store(k.slot, d, off, init)
     with loop_nest(b, [(0, M), (0, K), (0, N)], "mm") as (i, p, j):
         ve = ValueEmitter(kc, bidx + [i, p, j])
         nb = len(bidx)
@@ -466,6 +475,8 @@ def _naive_matmul(kc, k, va, vb, bidx, M, N, K, c_off):
         b_off = ve.affine(tuple(vb.strides[:-2]) + (0, vb.strides[-2], vb.strides[-1]), vb.offset)
         off = b.add(c_off, ve.affine((0,) * nb + (N, 0, 1), 0))
         prod = _combine(sb, "prod", ve.load(va.slot, d, a_off), ve.load(vb.slot, d, b_off), d, False)
+        if alpha != 1:
+            prod = _combine(sb, "prod", prod, sb.const(alpha, d), d, False)
         ve.store(k.slot, d, off, _combine(sb, "sum", ve.load(k.slot, d, off), prod, d, False))
 
 
@@ -545,9 +556,11 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
             emit = lambda kc, t: emit_matmul(kc, t, blas)  # noqa: E731
         else:
             emit = EMITTERS[k.kind]
-        fname, chunks = _function(module, plan, f"k{i}_{first.op}", emit, Target(first, k.slot, slots))
-        codes.append(KernelCode(fname, k, chunks, f"{k.kind} {first.op} {k.node.type}"))
-        if heavy is not None and heavy is not root:
+        target = Target(first, k.slot, slots, k.accumulate)
+        fname, chunks = _function(module, plan, f"k{i}_{first.op}", emit, target)
+        codes.append(KernelCode(fname, k, chunks, f"{k.kind} {first.op} {k.node.type}"
+                                + (" (in place: C = alpha AB + beta C)" if k.accumulate else "")))
+        if heavy is not None and heavy is not root and k.accumulate is None:
             epi_slots = dict(slots)
             epi_slots[id(heavy)] = k.slot
             fname, chunks = _function(module, plan, f"k{i}_epilogue_{root.op}", emit_elementwise,

@@ -99,8 +99,7 @@ class CompiledFunction:
         # interpreter and checkpoints see the same current values
         self._fixed = [(b.slot, b.node) for b in p.buffers if b.kind in ("param", "const")]
         self._params = [b for b in p.buffers if b.kind == "param"]
-        self._has_updates = bool(p.copies) and any(
-            b.kind == "param" for b in p.buffers if b.slot in {d for _, d in p.copies})
+        self._has_updates = bool(p.updated)
         self.input_names = [b.name for b in self._inputs]
         self._recycled: dict[int, np.ndarray] = {}  # output slot -> last array (reused if unreferenced)
         self._local = threading.local()  # per-thread scratch arena
