@@ -33,7 +33,9 @@ from graphc.ir import Node
 
 from . import expr as X
 from .loops import accumulate_var, const64, for_range, loop_nest
-from .plan import Kernel, Plan, blas_layout, resolve_view, row_major
+from graphc.passes.layout import blas_layout, resolve_view, row_major
+
+from .plan import Kernel, Plan
 from .scalar import I8, I64, ScalarBuilder, llvm_type, lower_scalar
 
 VOID = ir.VoidType()
@@ -277,7 +279,6 @@ def emit_reduce(kc: KernelContext, k: Target) -> int:
     order = kept + red
     eb = X.ExprBuilder(k.slots, _sizes(kc.plan), len(order))
     e = eb.expr(x, X.Affine.identity(len(x.shape), order))
-    n_kept = len(kept)
     kept_sizes = [x.shape[d] for d in kept]
     red_sizes = [x.shape[d] for d in red]
     chunks = _chunks(kept_sizes[0] if kept_sizes else 1, x.type.size)

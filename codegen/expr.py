@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from graphc.dtypes import DType, bool_, int64
 from graphc.ir import Node
 
-from .plan import VIEW_OPS, View, resolve_view
+from graphc.passes.layout import VIEW_OPS, View, resolve_view
 
 
 @dataclass(frozen=True, eq=False)

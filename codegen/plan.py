@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from graphc.ir import Graph, Node
-from graphc.passes.layout import (EXPR_OPS, REDUCE_OPS, SOFTMAX_OPS, VIEW_OPS, View, blas_layout,  # noqa: F401
-                                  kernel_kind, resolve_view, row_major)
+from graphc.passes.layout import EXPR_OPS, VIEW_OPS, kernel_kind
 
 @dataclass
 class BufferSpec:

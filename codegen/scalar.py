@@ -22,7 +22,7 @@ from typing import Callable
 
 from llvmlite import ir
 
-from graphc.dtypes import DType, bool_
+from graphc.dtypes import DType
 
 from . import mathlib
 

@@ -64,7 +64,7 @@ def format_attr(v) -> str:
     return str(v)
 
 
-def format_constant(value: np.ndarray) -> str:
+def format_constant(value) -> str:
     """A constant's value if small, else a placeholder for it."""
     if value.size > MAX_CONSTANT_ELEMENTS:
         return "<...>"
