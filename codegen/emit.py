@@ -30,11 +30,10 @@ from llvmlite import ir
 
 from graphc.dtypes import DType
 from graphc.ir import Node
+from graphc.passes.layout import blas_layout, resolve_view, row_major
 
 from . import expr as X
 from .loops import accumulate_var, const64, for_range, loop_nest
-from graphc.passes.layout import blas_layout, resolve_view, row_major
-
 from .plan import Kernel, Plan
 from .scalar import I8, I64, ScalarBuilder, llvm_type, lower_scalar
 
