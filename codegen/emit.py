@@ -410,6 +410,18 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
         sv = b.load(s)
         inv = b.fdiv(ir.Constant(t, 1.0), sv)
         logs = sb.math("log", sv) if node.op == "log_softmax" else None
+        if node.op == "log_softmax":
+            # as the reference: x - (shift + log Σ exp(x - shift)), shift = max if finite else 0
+            finite = b.fcmp_ordered("<", sb.intrinsic("llvm.fabs", mv), ir.Constant(t, float("inf")))
+            shift = b.select(finite, mv, ir.Constant(t, 0.0))
+            s2 = accumulate_var(b, t, sb.const(0.0, d), "s2")
+            with for_range(b, 0, n, "j") as j:
+                ve = ValueEmitter(kc, list(ridx) + [j])
+                acc = b.fadd(b.load(s2), sb.math("exp", b.fsub(ve.value(e), shift)))
+                acc.flags.append("reassoc")
+                b.store(acc, s2)
+            logs = b.select(finite, logs, sb.math("log", b.load(s2)))
+            mv = shift
         with for_range(b, 0, n, "j") as j:
             ve = ValueEmitter(kc, list(ridx) + [j])
             off = ve.affine(out_coeffs, 0)

@@ -74,6 +74,8 @@ class NumpyNamespace:
 
     @staticmethod
     def pad(x, pad_width, value):
+        if np.ndim(x) == 0:
+            return np.array(x, copy=True)
         return np.pad(x, pad_width, mode="constant", constant_values=value)
 
     @staticmethod
@@ -135,12 +137,16 @@ class NumpyNamespace:
     @classmethod
     def softmax(cls, x, axis):
         """exp(x - max) / sum(exp(x - max))."""
+        if x.shape[axis] == 0:
+            return x.copy()
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
         return e / np.sum(e, axis=axis, keepdims=True)
 
     @classmethod
     def log_softmax(cls, x, axis):
         """x - logsumexp(x)."""
+        if x.shape[axis] == 0:
+            return x.copy()
         return x - cls.logsumexp(x, axis, True)
 
 

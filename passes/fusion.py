@@ -42,7 +42,7 @@ def choose_roots(graph: Graph) -> set[int]:
     """ids of the nodes that get a buffer (see the module docstring)."""
     users = graph.users()
     out_ids = {id(o) for o in graph.outputs}
-    leaves = {id(n) for n in graph.nodes if n.is_leaf}
+    leaves = {id(n) for n in graph.nodes if n.is_leaf and not _inline_constant(n)}  # buffers
     roots: set[int] = set()
     for n in graph.nodes:
         if n.is_leaf:
@@ -57,13 +57,14 @@ def choose_roots(graph: Graph) -> set[int]:
         for n in graph.nodes:
             need = []
             if n.op == "reshape":
-                x = n.inputs[0]
-                if not x.is_leaf and _resolvable(x, roots, leaves) is None:
-                    need.append(x)
+                # a reshape is free over a contiguous buffer, or when it only adds or drops
+                # size-1 dims; otherwise its input is computed into a (contiguous) buffer first
+                if _resolvable(n, roots - {id(n)}, leaves) is None and not _unit_dims_only(n):
+                    need.append(n.inputs[0])
             elif n.op == "matmul":
                 for x in n.inputs:
                     v = _resolvable(x, roots, leaves)
-                    if x.dtype.is_float and (v is None or blas_layout(v, x.shape) is None):
+                    if v is None or (x.dtype.is_float and blas_layout(v, x.shape) is None):
                         need.append(x)
             elif n.op == "take":
                 if _resolvable(n.inputs[0], roots, leaves) is None:
@@ -73,10 +74,15 @@ def choose_roots(graph: Graph) -> set[int]:
                     need.append(n.inputs[0])
             for x in need:
                 # a view that cannot be read in place is copied: the view itself becomes a root
-                if not x.is_leaf and id(x) not in roots:
+                if not (x.is_leaf and not _inline_constant(x)) and id(x) not in roots:
                     roots.add(id(x))
                     changed = True
     return roots
+
+
+def _unit_dims_only(n: Node) -> bool:
+    """A reshape that only inserts or removes size-1 dims (an affine index map)."""
+    return [s for s in n.inputs[0].shape if s != 1] == [s for s in n.shape if s != 1]
 
 
 def _region(root: Node, roots: set[int]) -> tuple[list[Node], list[Node]]:
@@ -132,7 +138,7 @@ def merge_epilogues(graph: Graph, roots: set[int]) -> dict[int, int]:
                                                                               "pad", "one_hot"):
                 ok = False
                 break
-            if u.shape != h.shape:
+            if u.shape != h.shape or u.dtype != h.dtype:  # the epilogue runs in place on h's buffer
                 ok = False
                 break
             path = u

@@ -133,7 +133,8 @@ def _scatter_oracle(updates, indices, axis, dim_size):
 register(OpDef("scatter_add", "index", _infer_scatter, _scatter_ref, nin=2,
                vjp=lambda g, u, idx, out, axis, dim_size: (take(g, idx, axis=axis), None),
                attrs={"axis": 0, "dim_size": None},
-               normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim, 1)),
+               # the output has updates.ndim - indices.ndim + 1 axes; axis is one of them
+               normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim - t[1].ndim + 1, 1)),
                                        "dim_size": a["dim_size"]},
                doc="accumulate into zeros at indices (adjoint of take)", api=scatter_add, oracle=_scatter_oracle,
                examples=tuple(Example((Arg(su, d), Arg(si, di, -3, 3)), {"axis": ax, "dim_size": 4})
