@@ -113,3 +113,50 @@ def test_out_of_range_take_raises_not_crashes():
         f(xv, np.array([0, 5, 1, 2]))
     with pytest.raises(IndexError):
         f(xv, np.array([0, -6, 1, 2]))
+
+
+def _mlp_step(momentum: bool):
+    rng = np.random.default_rng(5)
+    x = gc.placeholder((16, 12), gc.float32, name="x")
+    y = gc.placeholder((16,), gc.int64, name="y")
+    w1 = gc.parameter(rng.normal(size=(12, 8)).astype(np.float32) * 0.3, name="w1")
+    b1 = gc.parameter(np.zeros(8, np.float32), name="b1")
+    w2 = gc.parameter(rng.normal(size=(8, 4)).astype(np.float32) * 0.3, name="w2")
+    b2 = gc.parameter(np.zeros(4, np.float32), name="b2")
+    params = [w1, b1, w2, b2]
+    logits = gc.relu(x @ w1 + b1) @ w2 + b2
+    loss = -gc.mean(gc.sum(gc.one_hot(y, 4) * gc.log_softmax(logits), axis=1))
+    grads = gc.grad(loss, params)
+    updates = []
+    if momentum:
+        for p, g in zip(params, grads):
+            v = gc.parameter(np.zeros(p.shape, np.float32), name="v_" + p.name)
+            v_new = 0.9 * v + g
+            updates += [(v, v_new), (p, p - 0.1 * v_new)]
+    else:
+        updates = [(p, p - 0.1 * g) for p, g in zip(params, grads)]
+    return x, y, loss, updates, rng
+
+
+@pytest.mark.parametrize("momentum", [False, True])
+def test_training_step_updates_match_the_interpreter(momentum):
+    """In-place updates (elementwise and GEMM C = alpha AB + beta C) give the interpreter's values."""
+    x, y, loss, updates, rng = _mlp_step(momentum)
+    step = gc.compile([x, y], loss, updates=updates)
+    if not momentum:
+        assert set(step.plan.in_place) >= {"w1", "w2"}, step.plan.in_place
+    state = {p.name: p.value.copy() for p, _ in updates}
+    news = [v for _, v in updates]
+    for _ in range(3):
+        xv = rng.normal(size=(16, 12)).astype(np.float32)
+        yv = rng.integers(0, 4, 16)
+        # the interpreter's step on copies of the state
+        feed = {x: xv, y: yv}
+        from graphc.interpreter import run_graph
+        g = gc.graph([loss] + news, inputs=[x, y])
+        want = run_graph(g, [xv, yv], params=state)
+        got_loss = step(xv, yv)
+        np.testing.assert_allclose(got_loss, want[0], rtol=1e-5)
+        for (p, _), w in zip(updates, want[1:]):
+            np.testing.assert_allclose(p.value, w, rtol=2e-5, atol=1e-6, err_msg=p.name)
+            state[p.name] = w
