@@ -123,16 +123,21 @@ def _load(obj: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | None:
 
 
 def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_output: bool = False,
-                  opt_level: int = 3) -> CompiledFunction:
+                  opt_level: int = 3, dump=None) -> CompiledFunction:
     """Compile ``graph``, whose last ``len(update_params)`` outputs are those parameters' new values.
 
-    The graph goes through the pass pipeline (``graphc.passes.pipeline``), ending
-    with fusion into kernels; then planning, emission, optimization and JIT.
+    The graph goes through the pass pipeline (``graphc.passes.pipeline``: simplify,
+    CSE, constant folding, DCE, fusion into kernels); then planning, emission,
+    optimization and JIT. ``dump``: a folder for the stage dumps (or
+    ``$GRAPHC_DUMP``, see ``graphc.dump``).
     """
-    from graphc.passes.fusion import fuse
+    from graphc.dump import Dumper, after_compile, dump_requested
+    from graphc.passes.pipeline import run_pipeline
     start = time.perf_counter()
+    folder = dump_requested(dump, graph.name)
+    dumper = Dumper(folder) if folder else None
     key = graph_key(graph, update_params, opt_level)
-    fused = fuse(graph)
+    fused = run_pipeline(graph, dump=dumper)
     p = make_plan(fused, update_params)
     native = cache.memory_get(key)
     hit = native is not None
@@ -150,4 +155,5 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     fn.compile_seconds = time.perf_counter() - start
     fn.cache_hit = hit
     fn.cache_key = key
+    after_compile(fn, dumper)
     return fn

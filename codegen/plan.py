@@ -95,11 +95,13 @@ def plan(graph: Graph, update_params: Sequence[Node] = ()) -> Plan:
         buffers.append(BufferSpec(slot, "input", n, n.name))
         slot_of[id(n)] = slot
         slot += 1
-    for n in graph.nodes:
-        if n.op in ("parameter", "constant"):
-            buffers.append(BufferSpec(slot, "param" if n.op == "parameter" else "const", n, n.name or ""))
-            slot_of[id(n)] = slot
-            slot += 1
+    leaves = [n for n in graph.nodes if n.op in ("parameter", "constant")]
+    known = {id(n) for n in leaves}
+    leaves += [p for p in update_params if id(p) not in known]  # updated, but read by nothing
+    for n in leaves:
+        buffers.append(BufferSpec(slot, "param" if n.op == "parameter" else "const", n, n.name or ""))
+        slot_of[id(n)] = slot
+        slot += 1
     output_slots: list[int] = []
     copies: list[tuple[int, int]] = []
     out_slot_of: dict[int, int] = {}

@@ -784,8 +784,14 @@ class ThreadPool:
         """Stop and join the workers.  False if a job kept the pool busy past
         ``timeout`` (workers then stay; the code is never unmapped).  Later
         parallel calls run serially until :meth:`set_num_threads`."""
-        with self._lock:
-            return self._shutdown_locked(timeout)
+        t0 = time.monotonic()
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
+            return self._shutdown_locked(left)
+        finally:
+            self._lock.release()
 
     def _after_fork_child(self):
         self._lock = threading.Lock()

@@ -17,14 +17,15 @@ from .tensor import Tensor
 
 
 def compile(inputs: Sequence[Tensor], outputs, updates: Sequence[tuple[Tensor, Tensor]] | None = None,
-            name: str = "graph"):
+            name: str = "graph", dump=None):
     """Compile ``outputs`` as functions of the placeholders ``inputs``.
 
     ``outputs``: a Tensor (the call returns one array) or a list of Tensors
     (the call returns a list). ``updates``: ``(parameter, new_value)`` pairs
     applied in place after each call. Returns a ``CompiledFunction`` whose
     ``graph``, ``llvm_ir``, ``optimized_llvm_ir`` and ``assembly`` show each
-    stage.
+    stage. ``dump``: a folder to write every stage into (see ``graphc.dump``;
+    the environment variable ``GRAPHC_DUMP`` does the same for every compile).
     """
     from graphc.codegen.compiler import compile_graph
     single = isinstance(outputs, Tensor)
@@ -50,4 +51,4 @@ def compile(inputs: Sequence[Tensor], outputs, updates: Sequence[tuple[Tensor, T
     missing = [n.name for n in graph.nodes if n.op == "placeholder" and n not in graph.inputs]
     if missing or len(used) > len(graph.inputs):
         raise GraphError("compile", f"the outputs depend on placeholders that are not inputs: {missing}")
-    return compile_graph(graph, [p.node for p, _ in updates], single_output=single)
+    return compile_graph(graph, [p.node for p, _ in updates], single_output=single, dump=dump)

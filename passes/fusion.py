@@ -49,7 +49,7 @@ def choose_roots(graph: Graph) -> set[int]:
             continue
         if id(n) in out_ids or kernel_kind(n) != "elementwise":
             roots.add(id(n))
-        elif n.op not in VIEW_OPS and len(users[id(n)]) > 1:
+        elif n.op not in VIEW_OPS and len({id(u) for u in users[id(n)]}) > 1:
             roots.add(id(n))
     changed = True
     while changed:
@@ -170,11 +170,13 @@ def fuse(graph: Graph) -> Graph:
         phs = [Node("placeholder", (), {}, x.type, loc=x.loc, name=f"in{k}") for k, x in enumerate(inputs)]
         clone: dict[int, Node] = {id(x): ph for x, ph in zip(inputs, phs)}
         for b in body_nodes:
-            clone[id(b)] = Node(b.op, [clone[id(i)] for i in b.inputs], b.attrs, b.type, loc=b.loc,
-                                value=b.value, name=b.name)
+            c = Node(b.op, [clone[id(i)] for i in b.inputs], b.attrs, b.type, loc=b.loc, value=b.value, name=b.name)
+            c.origin = b.origin
+            clone[id(b)] = c
         body = Graph(phs, [clone[id(n)]], name=f"{kind}_{n.op}")
         new[id(n)] = Node("fused", [new[id(x)] for x in inputs], {"kind": kind, "body": body}, n.type,
                           loc=n.loc)
+        new[id(n)].origin = n.origin
     outputs = [new[id(o)] for o in graph.outputs]
     return Graph(graph.inputs, outputs, name=graph.name, output_names=graph.output_names)
 
