@@ -181,10 +181,9 @@ _private_tm = None
 def _compile(module: ir.Module):
     """JIT ``module``; returns an ``ExecutionEngine`` (caller keeps it alive)."""
     try:
-        from . import llvm_target
+        from . import cache
 
-        engine, _ = llvm_target.jit(str(module), level=2)
-        return engine
+        return cache.jit_cached(str(module), "threadpool", level=2)  # cached on disk across processes
     except (ImportError, AttributeError, TypeError):  # absent / API changed
         pass
     global _private_tm
@@ -275,7 +274,12 @@ class _PoolIR:
 
     # ---- helpers --------------------------------------------------------
     def libc_fn(self, b, name, fnty):
-        return b.inttoptr(ir.Constant(_I64, self.libc[name]), fnty.as_pointer(), name=name)
+        """A libc function, declared by name: the JIT resolves it in this process when it loads
+        the code, so the machine code holds no addresses and can be cached on disk."""
+        fn = self.m.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.m, fnty, name)
+        return fn
 
     def emit_pause(self, b):
         if self.pause is None:
