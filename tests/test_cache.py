@@ -17,20 +17,24 @@ w = gc.parameter(np.linspace(-1, 1, 32 * 8, dtype=np.float32).reshape(32, 8), na
 y = gc.log_softmax(gc.tanh(x @ w) * 3.0, axis=-1)
 f = gc.compile([x], y)
 out = f(np.ones((64, 32), np.float32))
-print(int(f.cache_hit), float(out.sum()))
+print(int(f.cache_hit), float(out.sum()), f.cache_key)
 """
+KEYS: dict = {}
 
 
 def _run(cache_dir: Path) -> tuple[int, float]:
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir))
     r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    hit, total = r.stdout.split()
+    hit, total, key = r.stdout.split()
+    KEYS[cache_dir] = key
     return int(hit), float(total)
 
 
 def _entries(cache_dir: Path) -> list[Path]:
-    return sorted(p for p in cache_dir.rglob("*.obj"))
+    """The cache file of the test's graph (the thread pool's code is cached there too)."""
+    key = KEYS[cache_dir]
+    return sorted(p for p in cache_dir.rglob("*.obj") if p.stem == key)
 
 
 def test_second_process_hits_the_disk_cache(tmp_path):
@@ -39,6 +43,7 @@ def test_second_process_hits_the_disk_cache(tmp_path):
     assert (hit1, hit2) == (0, 1)
     assert v1 == v2
     assert len(_entries(tmp_path)) == 1
+    assert len(list(tmp_path.rglob("*.obj"))) == 2  # the graph's code and the thread pool's
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte", "zero_length", "wrong_version", "garbage"])
