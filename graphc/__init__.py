@@ -42,3 +42,4 @@ def graph(outputs, inputs=None, name: str = "graph", output_names=None) -> Graph
 from .autodiff import check_grads, grad, grad_program, hessian, hvp, jvp, value_and_grad, vjp  # noqa: E402
 from .custom import define_op, elementwise_op  # noqa: E402
 from .compile import compile  # noqa: E402,A001
+from . import checkpoint, data, nn, optim, train  # noqa: E402,F401  (training: issue 6)
