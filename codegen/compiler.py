@@ -9,6 +9,7 @@ the machine code is the same in every process and can be cached on disk
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Sequence
 
@@ -68,6 +69,13 @@ def graph_key(graph: Graph, update_params, opt_level: int) -> str:
     info = blas_info()
     blas = f"{info.interface}-{info.int_bits}" if info is not None else "no-blas"
     extra = f"opt={opt_level} blas={blas} updates=" + ",".join(p.name for p in update_params)
+    # passes may inline constant values into the code: they are part of the key (the printed
+    # graph elides large constants)
+    values = hashlib.sha256()
+    for n in graph.constants:
+        values.update(str(n.type).encode())
+        values.update(np.ascontiguousarray(n.value).tobytes())
+    extra += f" constants={values.hexdigest()}"
     return cache.make_key(format_graph(graph, locations=False), extra, _target_description())
 
 

@@ -123,6 +123,9 @@ def plan(graph: Graph, update_params: Sequence[Node] = ()) -> Plan:
     for i, n in enumerate(fused):
         for x in n.inputs:
             last_read[id(x)] = i
+    for value in update_values:  # a parameter's new value that IS another leaf is read by the final copies
+        if value.is_leaf:
+            last_read[id(value)] = len(fused)
     out_ids = {id(o) for o in outputs}
     in_place: dict[int, tuple] = {}  # id(value) -> (param, accumulate)
     for param, value in zip(update_params, update_values):
@@ -150,9 +153,19 @@ def plan(graph: Graph, update_params: Sequence[Node] = ()) -> Plan:
     for n in fused:
         acc = in_place[id(n)][1] if id(n) in in_place else None
         kernels.append(Kernel(n, n.attrs["kind"], slot_of[id(n)], acc if isinstance(acc, tuple) else None))
+    # updates are simultaneous: a new value that is itself a parameter (or other leaf) is first
+    # copied aside, so p1 <- p2, p2 <- p1 swaps
+    snapshots: dict[int, int] = {}
+    for value in update_values:
+        if value.is_leaf and id(value) not in snapshots:
+            buffers.append(BufferSpec(slot, "temp", value, offset=arena))
+            arena += (value.type.nbytes + 63) // 64 * 64
+            snapshots[id(value)] = slot
+            copies.append((slot_of[id(value)], slot))
+            slot += 1
     for param, value in zip(update_params, update_values):
         if in_place.get(id(value), (None,))[0] is not param:
-            copies.append((slot_of[id(value)], slot_of[id(param)]))
+            copies.append((snapshots.get(id(value), slot_of[id(value)]), slot_of[id(param)]))
     p = Plan(graph, buffers, kernels, slot_of, output_slots, arena, copies)
     p.in_place = [pa.name for pa, _ in in_place.values()]
     p.updated = [pa.name for pa in update_params]
@@ -198,14 +211,23 @@ def update_in_place(value: Node, param: Node):
     if not phs:
         return True if kind == "elementwise" else None
     ph = phs[0]
-    users = body.users()[id(ph)]
     if kind == "elementwise":
         if param.shape != value.shape:
             return None
-        if all(u.op not in VIEW_OPS and kernel_kind(u) == "elementwise" and u.op not in EXPR_OPS
-               and u.shape == value.shape for u in users):
-            return True
-        return None
+        # every op between the parameter and the result must read it at the index it writes
+        users = body.users()
+        todo, seen = [ph], set()
+        while todo:
+            n = todo.pop()
+            for u in users[id(n)]:
+                if id(u) in seen:
+                    continue
+                seen.add(id(u))
+                if u.op in VIEW_OPS or kernel_kind(u) != "elementwise" or u.op in EXPR_OPS \
+                        or u.shape != value.shape:
+                    return None
+                todo.append(u)
+        return True
     if kind == "matmul":
         return gemm_accumulate(body, ph)
     return None
@@ -263,6 +285,11 @@ def gemm_accumulate(body: Graph, ph: Node):
                 found = (alpha, -beta, b, a)
     if found is None:
         return None
+    for x in h.inputs:  # BLAS must not read the buffer it overwrites
+        while x.op in VIEW_OPS:
+            x = x.inputs[0]
+        if x is ph:
+            return None
     alpha, beta, p_side, h_side = found
     allowed = {id(root), id(h), id(p_side), id(h_side)}
     for x in h.inputs:  # the operands: placeholders or views of them
