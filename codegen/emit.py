@@ -24,6 +24,7 @@ batch element, and scatter-add.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -90,13 +91,28 @@ class KernelContext:
         self.dtype_of_slot = {bs.slot: bs.node.dtype for bs in plan.buffers}
         self.err = None
 
+    @contextmanager
+    def at_entry(self):
+        """Emit into the entry block (before its branch into the loops), then come back."""
+        b = self.b
+        saved = b.block
+        entry = self.fn.entry_basic_block
+        if entry.terminator is not None:
+            b.position_before(entry.terminator)
+        else:
+            b.position_at_end(entry)
+        try:
+            yield
+        finally:
+            if saved is entry and entry.terminator is not None:
+                b.position_before(entry.terminator)
+            else:
+                b.position_at_end(saved)
+
     def ptr(self, slot: int):
         """Typed base pointer of a buffer (loaded once, in the entry block)."""
         if slot not in self.ptrs:
-            with self.b.goto_block(self.fn.entry_basic_block):
-                last = self.fn.entry_basic_block.instructions
-                if last and last[-1].opname in ("br", "ret"):
-                    self.b.position_before(last[-1])
+            with self.at_entry():
                 raw = self.b.load(self.b.gep(self.bufs, [const64(slot)]))
                 t = llvm_type(self.dtype_of_slot[slot], memory=True)
                 self.ptrs[slot] = self.b.bitcast(raw, t.as_pointer(), name=f"buf{slot}")
@@ -106,6 +122,15 @@ class KernelContext:
         """An address (i64) from the runtime table: BLAS, the thread pool."""
         table = self.b.bitcast(self.b.load(self.b.gep(self.bufs, [const64(0)])), I64.as_pointer())
         return self.b.load(self.b.gep(table, [const64(entry)]))
+
+    def hoisted_value(self, e):
+        """A loop-invariant value, computed once in the entry block (LLVM cannot hoist loads
+        itself: it cannot prove the output does not overwrite them)."""
+        hoisted = self.__dict__.setdefault("_hoisted", {})
+        if id(e) not in hoisted:
+            with self.at_entry():
+                hoisted[id(e)] = ValueEmitter(self, []).value(e)
+        return hoisted[id(e)]
 
     def error_flag(self):
         if self.err is None:
@@ -154,7 +179,10 @@ class ValueEmitter:
     def value(self, e):
         key = id(e)
         if key not in self.memo:
-            self.memo[key] = self._value(e)
+            if self.idx and _invariant(e):
+                self.memo[key] = self.kc.hoisted_value(e)
+            else:
+                self.memo[key] = self._value(e)
         return self.memo[key]
 
     def _value(self, e):
@@ -170,7 +198,10 @@ class ValueEmitter:
             i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(e.dim)), i)
             ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(e.dim)))
             flag = self.kc.error_flag()
-            b.store(b.or_(b.load(flag), b.not_(ok)), flag)
+            bad = b.not_(ok)
+            if e.when is not None:  # read only under a condition (pad, concatenate): an error only then
+                bad = b.and_(bad, self.value(e.when))
+            b.store(b.or_(b.load(flag), bad), flag)
             i = b.select(ok, i, const64(0))
             off = b.add(self.affine(e.strides, e.offset), b.mul(i, const64(e.stride)))
             if e.guard is not None:
@@ -195,6 +226,23 @@ class ValueEmitter:
         if dtype.is_bool:
             v = b.zext(v, I8)
         b.store(v, b.gep(self.kc.ptr(slot), [off]))
+
+
+def _invariant(e) -> bool:
+    """Whether an expression is the same at every loop index (and has no side effects)."""
+    if isinstance(e, X.Load):
+        return not any(e.strides)
+    if isinstance(e, X.Const):
+        return True
+    if isinstance(e, X.Index):
+        return not any(e.coeffs)
+    if isinstance(e, X.InRange):
+        return _invariant(e.index)
+    if isinstance(e, X.Apply):
+        return all(_invariant(a) for a in e.args)
+    if isinstance(e, X.Select):
+        return _invariant(e.cond) and _invariant(e.a) and _invariant(e.b)
+    return False  # Gather: its bounds check reports errors, keep it where it is used
 
 
 def _chunks(outer: int, total: int) -> int:

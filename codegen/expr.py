@@ -46,6 +46,7 @@ class Gather:
     index: object  # expression giving the index (integer)
     dim: int  # size of the gathered axis (bounds check)
     guard: int | None = None
+    when: object = None  # the condition under which this value is used (only then is a bad index an error)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +173,13 @@ class ExprBuilder:
         in_dtype = ins[1].dtype if op == "where" else ins[0].dtype
         return Apply(op, args, in_dtype, node.dtype, tuple(sorted(a.items())))
 
+    @staticmethod
+    def _under(guard, cond):
+        """The condition for values read under ``cond`` inside a region already under ``guard``."""
+        if not guard:
+            return cond
+        return Apply("logical_and", (guard, cond), bool_, bool_)
+
     def _pad(self, node, imap, guard):
         x = node.inputs[0]
         rows, cond = [], None
@@ -182,7 +190,7 @@ class ExprBuilder:
                 test = InRange(Index(coeffs, c), lo, lo + size)
                 cond = test if cond is None else Apply("logical_and", (cond, test), bool_, bool_)
         inner = imap.with_rows(rows, self.rank)
-        val = self.expr(x, inner, guard=True if cond is not None else guard)
+        val = self.expr(x, inner, guard=self._under(guard, cond) if cond is not None else guard)
         if cond is None:
             return val
         return Select(cond, val, Const(node.attrs["value"], node.dtype), node.dtype)
@@ -202,7 +210,7 @@ class ExprBuilder:
             else:
                 rows = [imap.row(d) for d in range(len(node.shape)) if d != axis]
                 test = InRange(Index(coeffs, c), k, k + 1)
-            val = self.expr(x, imap.with_rows(rows, self.rank), guard=True)
+            val = self.expr(x, imap.with_rows(rows, self.rank), guard=self._under(guard, test))
             out = val if out is None else Select(test, val, out, node.dtype)
         return out
 
@@ -220,7 +228,7 @@ class ExprBuilder:
                  [imap.row(d) for d in range(axis + k, n)]
         offset, strides = _apply_view(v, imap.with_rows(x_rows, self.rank), self.rank)
         return Gather(v.slot, x.dtype, offset, strides, v.strides[axis], index, x.shape[axis],
-                      self.sizes[v.slot] if guard else None)
+                      self.sizes[v.slot] if guard else None, guard if guard else None)
 
 
 def _drop_rows(imap: Affine, drop) -> Affine:
@@ -276,6 +284,8 @@ def collect_patterns(e, out: list, seen=None):
         out.append(e.strides)
         if isinstance(e, Gather):
             collect_patterns(e.index, out, seen)
+            if e.when is not None:
+                collect_patterns(e.when, out, seen)
     elif isinstance(e, Index):
         out.append(e.coeffs)
     elif isinstance(e, InRange):
@@ -311,7 +321,8 @@ def remap(e, groups, memo=None):
         r = Load(e.slot, e.dtype, e.offset, tuple(e.strides[d] for d in last), e.guard)
     elif isinstance(e, Gather):
         r = Gather(e.slot, e.dtype, e.offset, tuple(e.strides[d] for d in last), e.stride,
-                   remap(e.index, groups, memo), e.dim, e.guard)
+                   remap(e.index, groups, memo), e.dim, e.guard,
+                   remap(e.when, groups, memo) if e.when is not None else None)
     elif isinstance(e, Index):
         r = Index(tuple(e.coeffs[d] for d in last), e.const)
     elif isinstance(e, InRange):

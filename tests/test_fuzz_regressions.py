@@ -160,11 +160,7 @@ def test_matmul_with_filled_1x1_operand():
 
 # ---------------------------------------------------------------- bug 9: gathers in unselected branches
 
-@_xfail(9, "a take whose index tensor is EMPTY, inside pad or concatenate, raises a spurious "
-           "IndexError: the Gather is evaluated for every output element (Select evaluates both "
-           "branches), its index is loaded 'guarded' from a zero-size buffer (garbage, read outside "
-           "the array) and the bounds check sets the status word although the element is never "
-           "selected (codegen/emit.py ValueEmitter Gather / codegen/expr.py _join, _pad) (seeds 1280, 2929)")
+# fixed: fuzz bug #9: a take whose index tensor is EMPTY, inside pad or concatenate, raises a spurious IndexError: the Gather is evaluated for every output element (Select evaluates both branches), its index is loaded 'guarded' from a zero-size buffer (garbage, read outside the array) and the bounds check sets the status
 def test_concatenate_with_take_of_empty_indices():
     x = gc.placeholder((3,), gc.float32, name="x")
     i = gc.placeholder((0,), gc.int64, name="i")
@@ -174,8 +170,7 @@ def test_concatenate_with_take_of_empty_indices():
     np.testing.assert_array_equal(f(xv, np.zeros(0, np.int64)), xv)
 
 
-@_xfail(9, "the same with pad: pad(take(x, empty indices)) raises IndexError instead of returning "
-           "the padding")
+# fixed: fuzz bug #9: the same with pad: pad(take(x, empty indices)) raises IndexError instead of returning the padding
 def test_pad_of_take_of_empty_indices():
     x = gc.placeholder((3,), gc.float32, name="x")
     i = gc.placeholder((0,), gc.int64, name="i")
@@ -275,12 +270,7 @@ np.testing.assert_allclose(f(np.array([1.5])), np.full(16, np.tanh(1.5 ** -1.7))
 """
 
 
-@_xfail(15, "compiling tanh(pow(x, c)) of a BROADCAST float64 scalar into 16 elements does not finish "
-            "(LLVM's O3 pipeline ran > 10 min; 12 or 24 elements take 0.2 s, pow alone 2 s, "
-            "tanh(exp(.)) 37 s): the loop re-loads the stride-0 input every iteration (no noalias / "
-            "invariant hoisting in codegen/emit.py) and the small constant trip count gets the inlined "
-            "math library unrolled and vectorized into a pathological body (codegen/llvm_target.py "
-            "optimize); a fuzz gradient graph hung the long run (grad seed 105054)")
+# fixed: fuzz bug #15: compiling tanh(pow(x, c)) of a BROADCAST float64 scalar into 16 elements does not finish (LLVM's O3 pipeline ran > 10 min; 12 or 24 elements take 0.2 s, pow alone 2 s, tanh(exp(.)) 37 s): the loop re-loads the stride-0 input every iteration (no noalias / invariant hoisting in codegen/emit.py) and th
 def test_compile_time_of_transcendental_chain_on_broadcast_scalar():
     import os
     import subprocess
