@@ -1,0 +1,97 @@
+"""Robustness: concurrent calls, concurrent compiles into one cache, no pickle anywhere."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+import graphc as gc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_function_called_from_8_threads():
+    """Calls without updates run concurrently (GIL released in the native call), each with its own
+    outputs and scratch arena; every thread gets its own correct result."""
+    x = gc.placeholder((256, 300), gc.float32, name="x")
+    w = gc.parameter(np.linspace(-1, 1, 300 * 64, dtype=np.float32).reshape(300, 64), name="w")
+    y = gc.log_softmax(gc.tanh(x @ w) * 2.0, axis=-1)
+    f = gc.compile([x], y)
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(256, 300)).astype(np.float32) for _ in range(8)]
+    want = [gc.evaluate(y, {x: v}) for v in xs]
+    errors = []
+
+    def worker(k):
+        try:
+            for _ in range(20):
+                got = f(xs[k])
+                np.testing.assert_allclose(got, want[k], rtol=1e-4, atol=1e-5)
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append((k, e))
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_training_steps_from_two_threads_serialize():
+    """Calls that update parameters hold the function's lock: 2 threads x 50 steps = 100 updates."""
+    w = gc.parameter(np.zeros(1000, np.float32), name="w")
+    x = gc.placeholder((1000,), gc.float32, name="x")
+    step = gc.compile([x], gc.sum(w), updates=[(w, w + x)])
+    ones = np.ones(1000, np.float32)
+
+    def worker():
+        for _ in range(50):
+            step(ones)
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(w.value, np.full(1000, 100, np.float32))
+
+
+_COMPILE = """
+import numpy as np, graphc as gc
+x = gc.placeholder((64, 48), gc.float32, name="x")
+y = gc.softmax(gc.exp(gc.sin(x)) @ gc.constant(np.eye(48, dtype=np.float32)), axis=-1)
+f = gc.compile([x], y)
+v = np.linspace(-1, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+np.testing.assert_allclose(f(v), gc.evaluate(y, {x: v}), rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+def test_two_processes_compile_into_one_cache_at_once(tmp_path):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", _COMPILE], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        assert out.strip() == "ok"
+    again = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.strip() == "ok"
+    assert not list(tmp_path.rglob(".tmp-*")), "a temporary cache file was left behind"
+
+
+def test_no_pickle_anywhere():
+    """Loading graphs, checkpoints and cached code never unpickles (no code runs on load)."""
+    pattern = re.compile(r"\bimport pickle\b|\bpickle\.load|allow_pickle\s*=\s*True|\bmarshal\.loads|\bdill\b")
+    offenders = []
+    for folder in ("graphc", "passes", "codegen"):
+        for f in (ROOT / folder).rglob("*.py"):
+            for k, line in enumerate(f.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{f.relative_to(ROOT)}:{k}: {line.strip()}")
+    assert not offenders, offenders
