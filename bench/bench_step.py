@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,14 +43,9 @@ def data(seed=1):
 
 
 def median_ms(fn, repeat, warmup=10):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
+    """Median wall time of ``fn()`` in ms, after ``warmup`` calls (shared with bench_codegen)."""
+    from bench_codegen import median_ms as timed
+    return timed(fn, repeat, warmup)
 
 
 def numpy_step(params, x, y):

@@ -137,6 +137,34 @@ def disk_put(key: str, payload: bytes) -> None:
         pass
 
 
+
+def load_object(obj: bytes):
+    """An MCJIT engine holding a cached object file, or None if it cannot be loaded."""
+    import llvmlite.binding as llvm
+
+    from . import llvm_target
+    llvm_target.init()
+    try:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_target._new_target_machine())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        engine.finalize_object()
+        return engine
+    except Exception:  # noqa: BLE001 - an unusable object is a cache miss
+        return None
+
+
+def jit_with_object(mod):
+    """JIT an optimized module; returns (engine, its object file bytes for the disk cache)."""
+    import llvmlite.binding as llvm
+
+    from . import llvm_target
+    engine = llvm.create_mcjit_compiler(mod, llvm_target._new_target_machine())
+    objects: list[bytes] = []
+    engine.set_object_cache(lambda _m, buf: objects.append(bytes(buf)), lambda _m: None)
+    engine.finalize_object()
+    return engine, (objects[0] if objects else b"")
+
+
 def jit_cached(ir_text: str, label: str, level: int = 3):
     """An MCJIT engine for ``ir_text``, from the disk cache when possible (for runtime
     modules such as the thread pool that every process needs at start-up)."""
@@ -147,19 +175,9 @@ def jit_cached(ir_text: str, label: str, level: int = 3):
     target = f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {llvm_target.host_features()}"
     key = make_key(ir_text, f"{label} opt={level}", target)
     obj = disk_get(key)
-    if obj is not None:
-        try:
-            engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_target._new_target_machine())
-            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-            engine.finalize_object()
-            return engine
-        except Exception:  # noqa: BLE001 - an unusable object is a miss
-            pass
-    mod = llvm_target.optimize(llvm_target.parse(ir_text), level)
-    engine = llvm.create_mcjit_compiler(mod, llvm_target._new_target_machine())
-    objects: list[bytes] = []
-    engine.set_object_cache(lambda _m, buf: objects.append(bytes(buf)), lambda _m: None)
-    engine.finalize_object()
-    if objects:
-        disk_put(key, objects[0])
+    engine = load_object(obj) if obj is not None else None
+    if engine is None:
+        engine, obj = jit_with_object(llvm_target.optimize(llvm_target.parse(ir_text), level))
+        if obj:
+            disk_put(key, obj)
     return engine

@@ -85,18 +85,14 @@ def _emit(p: Plan, name: str):
 
 def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
     """Emit, optimize and JIT; returns the code and its object file (for the disk cache)."""
-    import llvmlite.binding as llvm
     module, kernels = _emit(p, name)
     text = str(module)
     mod = llvm_target.optimize(llvm_target.parse(text), opt_level)
     optimized = str(mod)
-    engine = llvm.create_mcjit_compiler(mod, llvm_target._new_target_machine())
-    objects: list[bytes] = []
-    engine.set_object_cache(lambda _m, buf: objects.append(bytes(buf)), lambda _m: None)
-    engine.finalize_object()
+    engine, obj = cache.jit_with_object(mod)
     native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), text, optimized,
                         _assembly_of(optimized), kernels)
-    return native, objects[0] if objects else b""
+    return native, obj
 
 
 def _assembly_of(optimized_ir: str):
@@ -108,15 +104,8 @@ def _assembly_of(optimized_ir: str):
 
 def _load(obj: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | None:
     """Machine code from a cached object file; IR and kernels are re-derived on demand."""
-    import llvmlite.binding as llvm
-    llvm_target.init()
-    try:
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_target._new_target_machine())
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-        addr = engine.get_function_address(ENTRY_NAME)
-    except Exception:  # noqa: BLE001 - an unusable object is a cache miss
-        return None
+    engine = cache.load_object(obj)
+    addr = engine.get_function_address(ENTRY_NAME) if engine is not None else 0
     if not addr:
         return None
     native = NativeCode(engine, addr)
