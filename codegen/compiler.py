@@ -136,6 +136,7 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     key = graph_key(graph, update_params, opt_level)
     fused = run_pipeline(graph, dump=dumper)
     p = make_plan(fused, update_params)
+    p.graph_before_passes = graph
     native = cache.memory_get(key)
     hit = native is not None
     if native is None:

@@ -63,6 +63,7 @@ class Plan:
     copies: list[tuple[int, int]] = field(default_factory=list)  # (src slot, dst slot) after all kernels
     in_place: list[str] = field(default_factory=list)  # parameters updated in place (no copy)
     updated: list[str] = field(default_factory=list)  # every parameter a call updates
+    graph_before_passes: Graph | None = None  # the graph as the user built it (for diagnostics)
 
     @property
     def peak_bytes(self) -> int:

@@ -19,6 +19,12 @@
    code checked every index and never touched memory out of bounds);
 5. returns the outputs; parameter updates have been applied in place.
 
+NaN values follow IEEE (they propagate; nothing is checked by default). In
+NaN check mode (``fn.check_nan = True`` or ``GRAPHC_CHECK_NAN=1``) a call
+whose outputs or updated parameters contain a NaN undoes its parameter
+updates and raises ``FloatingPointError`` naming the first op that produced
+a NaN and the user's line.
+
 Calls that update parameters hold a lock: two threads calling the same
 training step serialize (the parameters are shared state); calls without
 updates run concurrently.
@@ -27,6 +33,7 @@ updates run concurrently.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ from graphc.errors import InputError
 from .plan import Plan
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_CHECK_NAN = os.environ.get("GRAPHC_CHECK_NAN", "0") not in ("", "0")
 
 
 def _addr(a: np.ndarray) -> int:
@@ -131,8 +139,31 @@ class CompiledFunction:
             arrays.append(a)
         return arrays
 
+    check_nan: bool = False  # see nan_check(); also on with GRAPHC_CHECK_NAN=1
+
     def __call__(self, *args):
-        return self._run(self._check(args))
+        arrays = self._check(args)
+        if not (self.check_nan or _CHECK_NAN):
+            return self._run(arrays)
+        return self._run_checking_nan(arrays)
+
+    def _run_checking_nan(self, arrays):
+        """NaN check mode: if an output or updated parameter has a NaN, undo the parameter updates
+        and raise FloatingPointError naming the first op that produced a NaN (found by the
+        interpreter on the same inputs) and the user's line."""
+        before = {name: arr.copy() for name, arr in self.parameters().items()}
+        result = self._run(arrays)
+        outs = result if isinstance(result, list) else [result]
+        bad = [o for o in outs if isinstance(o, np.ndarray) and o.dtype.kind == "f" and np.isnan(o).any()]
+        bad += [name for name in self.plan.updated if np.isnan(self.parameters()[name]).any()]
+        if not bad:
+            return result
+        for name, arr in self.parameters().items():
+            arr[...] = before[name]
+        from graphc.interpreter import first_nan
+        found = first_nan(self.plan.graph_before_passes or self.plan.graph, arrays, before)
+        msg = found[1] if found else "a NaN appeared in the compiled code but not in the interpreter"
+        raise FloatingPointError(f"NaN check: {msg}; parameter updates of this call were undone")
 
     def _run(self, arrays, kernel_hook=None):
         """Set up the buffers and run: the entry point, or ``kernel_hook(ptrs)`` instead (profiling)."""

@@ -137,3 +137,31 @@ def evaluate(outputs, feed: Mapping | None = None, params: Mapping | None = None
     keyed = {k: v for k, v in keyed.items() if (id(k) if isinstance(k, Node) else k) in used}
     result = run_graph(graph, keyed, params)
     return result[0] if single else result
+
+
+def first_nan(graph: Graph, inputs, params: Mapping | None = None):
+    """The first node (in execution order) whose value has a NaN although none of its inputs has,
+    or None. For diagnosing where a NaN comes from: ``(node, message)``."""
+    from .errors import short_location
+    env: dict[int, np.ndarray] = {}
+    values = list(inputs)
+    params = dict(params or {})
+    for n, v in zip(graph.inputs, values):
+        env[id(n)] = np.asarray(v)
+    with np.errstate(all="ignore"):
+        for n in graph.nodes:
+            if n.op == "placeholder":
+                continue
+            if n.op in ("parameter", "constant"):
+                env[id(n)] = params.get(n.name, n.value) if n.op == "parameter" else n.value
+                continue
+            args = [env[id(x)] for x in n.inputs]
+            out = np.asarray(get_op(n.op).ref(numpy_ns, *args, **n.attrs))
+            env[id(n)] = out
+            if out.dtype.kind == "f" and np.isnan(out).any() and not any(
+                    np.asarray(a).dtype.kind == "f" and np.isnan(a).any() for a in args):
+                where = np.argwhere(np.isnan(out))[0].tolist() if out.ndim else []
+                types = ", ".join(str(x.type) for x in n.inputs)
+                return n, (f"{n.op} produced the first NaN (at index {where}) from inputs without NaN "
+                           f"[{types}] (at {short_location(n.loc) or n.loc})")
+    return None
