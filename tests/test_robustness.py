@@ -146,3 +146,37 @@ def test_nan_check_mode_names_the_first_op():
     with pytest.raises(FloatingPointError, match=r"log produced the first NaN .*test_robustness.py"):
         step(bad)
     np.testing.assert_array_equal(w.value, kept)  # the bad update was undone
+
+
+BIG = np.array([[1e4, -1e4, 0.0, 3.0], [-1e4, -1e4 + 1, 5e3, -2.0]], np.float32)
+
+
+def _softmax64(z):
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_compiled_losses_and_gradients_stable_at_1e4():
+    """The compiled code (inline exp/log, fused kernels) keeps the interpreter's stability."""
+    z = gc.placeholder(BIG.shape, gc.float32, name="z")
+    r = np.random.default_rng(0).normal(size=BIG.shape).astype(np.float32)
+    labels = np.array([1, 3])
+    y01 = np.array([[1, 0, 1, 0], [0, 1, 1, 0]], np.float32)
+    p = _softmax64(BIG)
+    zz = BIG.astype(np.float64)
+    sig = np.where(zz >= 0, 1 / (1 + np.exp(-np.abs(zz))), np.exp(-np.abs(zz)) / (1 + np.exp(-np.abs(zz))))
+    cases = {
+        "logsumexp": (gc.sum(gc.logsumexp(z, axis=1)), p),
+        "softmax": (gc.sum(gc.softmax(z) * r), p * (r - (r * p).sum(1, keepdims=True))),
+        "log_softmax": (gc.sum(gc.log_softmax(z) * r), r - p * r.sum(1, keepdims=True)),
+        "cross_entropy": (gc.nn.cross_entropy(z, gc.constant(labels)), (p - np.eye(4)[labels]) / 2),
+        "sigmoid": (gc.sum(gc.sigmoid(z) * r), r * sig * (1 - sig)),
+        "binary_log_loss": (gc.mean(gc.softplus(z) - z * y01), (sig - y01) / BIG.size),
+    }
+    for name, (loss, want) in cases.items():
+        f = gc.compile([z], [loss, gc.grad(loss, z)])
+        value, g = f(BIG)
+        assert np.isfinite(value) and np.all(np.isfinite(g)), name
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(value, gc.evaluate(loss, {z: BIG}), rtol=1e-5, err_msg=name)
