@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from llvmlite import ir
 
@@ -44,17 +44,8 @@ def for_range(b: ir.IRBuilder, start, stop, name: str = "i"):
 @contextmanager
 def loop_nest(b: ir.IRBuilder, bounds, name: str = "d"):
     """Nested loops over ``bounds`` = [(start, stop), ...], outermost first; yields the index list."""
-    idx = []
-    stack = []
-    for k, (lo, hi) in enumerate(bounds):
-        cm = for_range(b, lo, hi, name=f"{name}{k}")
-        idx.append(cm.__enter__())
-        stack.append(cm)
-    try:
-        yield idx
-    finally:
-        for cm in reversed(stack):
-            cm.__exit__(None, None, None)
+    with ExitStack() as stack:
+        yield [stack.enter_context(for_range(b, lo, hi, name=f"{name}{k}")) for k, (lo, hi) in enumerate(bounds)]
 
 
 def accumulate_var(b: ir.IRBuilder, ty, init, name="acc", init_in_entry: bool = False):
