@@ -40,8 +40,11 @@ def _as_input_array(node: Node, value, position: int) -> np.ndarray:
 
 
 def run_graph(graph: Graph, inputs: Sequence | Mapping = (), params: Mapping | None = None,
-              xp=numpy_ns, check_types: bool | None = None) -> list:
+              xp=numpy_ns, check_types: bool | None = None, visit=None) -> list:
     """Evaluate ``graph``; returns its outputs in order.
+
+    ``visit(node, value, args)``, if given, sees every computed value as it is
+    made and returns the value to keep (diagnostics, perturbation studies).
 
     ``inputs``: values in ``graph.inputs`` order, or a mapping from input name
     (or placeholder node) to value. ``params``: values by parameter name that
@@ -101,6 +104,8 @@ def run_graph(graph: Graph, inputs: Sequence | Mapping = (), params: Mapping | N
             if check and (out.shape != n.type.shape or out.dtype != n.type.dtype.np_dtype):
                 raise AssertionError(f"reference of {n.op} returned {out.dtype}{list(out.shape)} "
                                      f"but the node's type is {n.type} (at {n.loc})")
+            if visit is not None:
+                out = visit(n, out, args)
             env[id(n)] = out
             for x in n.inputs:
                 if last_use.get(id(x)) == i and id(x) not in keep and not x.is_leaf:
@@ -139,29 +144,30 @@ def evaluate(outputs, feed: Mapping | None = None, params: Mapping | None = None
     return result[0] if single else result
 
 
+class _FirstNaN(Exception):
+    def __init__(self, node, args, out):
+        self.node, self.args, self.out = node, args, out
+
+
 def first_nan(graph: Graph, inputs, params: Mapping | None = None):
     """The first node (in execution order) whose value has a NaN although none of its inputs has,
     or None. For diagnosing where a NaN comes from: ``(node, message)``."""
     from .errors import short_location
-    env: dict[int, np.ndarray] = {}
-    values = list(inputs)
-    params = dict(params or {})
-    for n, v in zip(graph.inputs, values):
-        env[id(n)] = np.asarray(v)
-    with np.errstate(all="ignore"):
-        for n in graph.nodes:
-            if n.op == "placeholder":
-                continue
-            if n.op in ("parameter", "constant"):
-                env[id(n)] = params.get(n.name, n.value) if n.op == "parameter" else n.value
-                continue
-            args = [env[id(x)] for x in n.inputs]
-            out = np.asarray(get_op(n.op).ref(numpy_ns, *args, **n.attrs))
-            env[id(n)] = out
-            if out.dtype.kind == "f" and np.isnan(out).any() and not any(
-                    np.asarray(a).dtype.kind == "f" and np.isnan(a).any() for a in args):
-                where = np.argwhere(np.isnan(out))[0].tolist() if out.ndim else []
-                types = ", ".join(str(x.type) for x in n.inputs)
-                return n, (f"{n.op} produced the first NaN (at index {where}) from inputs without NaN "
-                           f"[{types}] (at {short_location(n.loc) or n.loc})")
+
+    def has_nan(a):
+        a = np.asarray(a)
+        return a.dtype.kind == "f" and bool(np.isnan(a).any())
+
+    def visit(node, out, args):
+        if has_nan(out) and not any(has_nan(a) for a in args):
+            raise _FirstNaN(node, args, out)
+        return out
+    try:
+        run_graph(graph, list(inputs), params, visit=visit)
+    except _FirstNaN as found:
+        n, out = found.node, found.out
+        where = np.argwhere(np.isnan(out))[0].tolist() if out.ndim else []
+        types = ", ".join(str(x.type) for x in n.inputs)
+        return n, (f"{n.op} produced the first NaN (at index {where}) from inputs without NaN "
+                   f"[{types}] (at {short_location(n.loc) or n.loc})")
     return None

@@ -70,7 +70,7 @@ import numpy as np
 import graphc as gc
 from graphc.interpreter import run_graph
 from graphc.ir import Graph, Node, TensorType
-from graphc.ops.registry import all_ops, get_op, make_node
+from graphc.ops.registry import all_ops, make_node
 
 F32, F64, I32, I64, BOOL = gc.float32, gc.float64, gc.int32, gc.int64, gc.bool_
 ALL_DT = (F32, F64, I32, I64, BOOL)
@@ -1345,25 +1345,16 @@ def _noisy_values(graph: Graph, feed_values, seed: int, rel: float = 1.0):
     """The graph interpreted with every float result perturbed by a relative ``rel * eps`` Gaussian
     noise: a Monte-Carlo estimate of how much rounding differences (e.g. another summation order)
     move each output. Returns the outputs."""
-    from graphc.xp import numpy_ns
+    from graphc.interpreter import run_graph
     rng = np.random.default_rng([seed, 99])
-    env: dict[int, object] = {}
-    for n, v in zip(graph.inputs, feed_values):
-        env[id(n)] = np.asarray(v)
-    with np.errstate(all="ignore"):
-        for n in graph.nodes:
-            if n.op == "placeholder":
-                continue
-            if n.op in ("parameter", "constant"):
-                env[id(n)] = np.asarray(n.value)
-                continue
-            out = np.asarray(get_op(n.op).ref(numpy_ns, *[env[id(i)] for i in n.inputs], **n.attrs))
-            if out.dtype.kind == "f" and out.size and n.op not in ("broadcast_to", "transpose", "slice",
-                                                                  "reshape", "expand_dims", "squeeze"):
-                eps = float(np.finfo(out.dtype).eps)
-                out = (out * (1 + rel * eps * rng.standard_normal(out.shape))).astype(out.dtype)
-            env[id(n)] = out
-    return [env[id(o)] for o in graph.outputs]
+
+    def perturb(n, out, args):
+        if out.dtype.kind == "f" and out.size and n.op not in ("broadcast_to", "transpose", "slice",
+                                                              "reshape", "expand_dims", "squeeze"):
+            eps = float(np.finfo(out.dtype).eps)
+            out = (out * (1 + rel * eps * rng.standard_normal(out.shape))).astype(out.dtype)
+        return out
+    return run_graph(graph, [np.asarray(v) for v in feed_values], visit=perturb)
 
 
 def _shadow_values(graph: Graph, feed_values):
