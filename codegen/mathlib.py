@@ -458,7 +458,6 @@ def _split_log(fp: FP, u):
 
 def _log_core(fp: FP, x):
     """log(x) for finite x > 0 (subnormals included)."""
-    k = fp.k
     tiny = 2.0 ** (1 - fp.bias)
     sub = fp.lt(x, tiny)
     xs = fp.sel(sub, fp.mul(x, 2.0 ** fp.mant), x)
@@ -475,7 +474,6 @@ def _log(fp: FP, x):
 
 
 def _log1p(fp: FP, x):
-    k = fp.k
     u = fp.add(x, 1.0)
     kk, f = _split_log(fp, u)
     # c = ((1 + x) - u) / u, numerator exact

@@ -81,7 +81,7 @@ class Tensor:
                         "use gc.where(...) for data-dependent choices")
 
     def __iter__(self):
-        raise TypeError("a graph Tensor cannot be iterated; index it or use gc.unstack-style slicing")
+        raise TypeError("a graph Tensor cannot be iterated; index it (x[i]) instead")
 
     def __hash__(self):
         return id(self)
