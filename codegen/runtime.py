@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphc.errors import InputError
+from graphc.ir import VALUE_EPOCH
 
 from .plan import Plan
 
@@ -48,8 +49,42 @@ ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _CHECK_NAN = os.environ.get("GRAPHC_CHECK_NAN", "0") not in ("", "0")
 
 
+RELEASE_GIL_BYTES = 1 << 18  # functions touching less memory keep the GIL during their (tiny) native call
+_EMPTY = np.zeros(8, np.uint8)  # the address handed to the code for a size-0 array
+
+
 def _addr(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
+
+
+def _exact(a: np.ndarray, t) -> np.ndarray:
+    """``a`` as an array the native path accepts without a second look: exactly ``numpy.ndarray``,
+    numpy's own dtype object, C-contiguous and aligned (copied if not)."""
+    want = np.dtype(t.dtype.np_dtype.type)
+    if type(a) is np.ndarray and a.dtype is want and a.flags.c_contiguous and a.flags.aligned:
+        return a
+    return np.array(a, dtype=want, order="C", copy=True)
+
+
+def _checked_fixed(node, writable: bool) -> np.ndarray:
+    """A parameter's or constant's current array, checked against its type."""
+    arr = node.value
+    t = node.type
+    if not isinstance(arr, np.ndarray) or arr.shape != t.shape or arr.dtype != t.dtype.np_dtype \
+            or not arr.flags.c_contiguous or not arr.flags.aligned:
+        desc = f"an array of {arr.dtype}{list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ValueError(f"{node.op} {node.name!r} was replaced by {desc}"
+                         f"; it must stay a C-contiguous {t} (assign into it with arr[...] = ...)")
+    if writable and node.op == "parameter" and not arr.flags.writeable:
+        raise ValueError(f"parameter {node.name!r} is read-only; the compiled step updates it in place")
+    return arr
+
+
+def _new_arena(nbytes: int) -> np.ndarray:
+    try:
+        return np.empty(nbytes + 64, np.uint8)
+    except (MemoryError, ValueError) as e:
+        raise MemoryError(f"cannot allocate {nbytes} bytes of scratch memory: {e}") from None
 
 
 @dataclass
@@ -111,6 +146,10 @@ class CompiledFunction:
         self.input_names = [b.name for b in self._inputs]
         self._recycled: dict[int, np.ndarray] = {}  # output slot -> last array (reused if unreferenced)
         self._local = threading.local()  # per-thread scratch arena
+        self._arena = None  # the native path's arena (its calls hold the function's lock)
+        from . import dispatch
+        self._from_epoch = dispatch.EPOCH_SEEN
+        self._native_call = None if os.environ.get("GRAPHC_PYTHON_CALLS") else self._make_native_call()
 
     # ---------------------------------------------------------------- calling
     def _check(self, args) -> list[np.ndarray]:
@@ -142,17 +181,96 @@ class CompiledFunction:
     check_nan: bool = False  # see nan_check(); also on with GRAPHC_CHECK_NAN=1
 
     def __call__(self, *args):
-        arrays = self._check(args)
         if not (self.check_nan or _CHECK_NAN):
-            return self._run(arrays)
-        return self._run_checking_nan(arrays)
+            if self._native_call is not None:
+                return self._native_call(*args)
+            return self._run(self._check(args))
+        return self._run_checking_nan(self._check(args))
+
+    # ---------------------------------------------------------------- the native call path
+    def _make_native_call(self):
+        """The builtin that checks, allocates and calls natively (``codegen.dispatch``), or None
+        where it cannot be used (then ``_run`` is the call path)."""
+        from . import dispatch as d
+        slots = list(self.plan.output_slots)
+        if not slots or len(set(slots)) != len(slots):
+            return None  # an output listed twice is returned as copies: the Python path does that
+        by_slot = {b.slot: b for b in self._outputs}
+        outs = [by_slot[s] for s in slots]
+        n_in, n_out = len(self._inputs), len(outs)
+        dims_at = d.HEADER + d.IN_FIELDS * n_in + d.OUT_FIELDS * n_out
+        table = np.zeros(dims_at + sum(len(b.node.type.shape) for b in self._inputs), np.int64)
+        bufs = np.zeros(self._n_slots, np.int64)
+        keep: list = [bufs, self.native, self.runtime_table, np.empty, ()]
+        table[[d.BUFS, d.ENTRY, d.NDARRAY, d.N_IN, d.N_OUT]] = [
+            bufs.ctypes.data, self.native.entry_address, id(np.ndarray), n_in, n_out]
+        table[d.SINGLE] = int(not self.output_is_tuple and n_out == 1)
+        slow, fail = self._slow_call, self._raise_index_error
+        keep += [slow, fail]
+        table[[d.SLOW, d.RAISE, d.EMPTY_TUPLE, d.EMPTY_FN]] = [id(slow), id(fail), id(()), id(np.empty)]
+        table[d.EPOCH_ADDR] = VALUE_EPOCH.ctypes.data
+        table[d.EPOCH_SEEN] = -1  # the first call takes the slow path, which fills in the parameters
+        table[d.RELEASE_GIL] = int(self.plan.peak_bytes >= RELEASE_GIL_BYTES)
+        for k, b in enumerate(self._inputs):
+            t = b.node.type
+            want = np.dtype(t.dtype.np_dtype.type)  # numpy's builtin dtype object (a singleton)
+            rec = d.HEADER + d.IN_FIELDS * k
+            table[rec:rec + d.IN_FIELDS] = [b.slot, id(want), len(t.shape), dims_at]
+            table[dims_at:dims_at + len(t.shape)] = t.shape
+            dims_at += len(t.shape)
+        for j, b in enumerate(outs):
+            t = b.node.type
+            shape_dtype = (t.shape, np.dtype(t.dtype.np_dtype.type))
+            keep.append(shape_dtype)
+            rec = d.HEADER + d.IN_FIELDS * n_in + d.OUT_FIELDS * j
+            table[rec:rec + 2] = [b.slot, id(shape_dtype)]
+        bufs[0] = _addr(self.runtime_table)
+        bufs[1] = table.ctypes.data + 8 * d.STATUS
+        self._table, self._bufs, self._held = table, bufs, []  # _held: the parameter arrays, the arena
+        return d.make_builtin((table, [None] * n_out, keep, self._held))
+
+    def _slow_call(self, *args):
+        """The native path's fallback: descriptive errors, conversions, parameter addresses."""
+        from . import dispatch
+        arrays = [_exact(a, b.node.type) for a, b in zip(self._check(args), self._inputs)]
+        depth = getattr(self._local, "slow_depth", 0)
+        if depth > 3:
+            raise RuntimeError("graphc internal error: the native call path keeps rejecting checked inputs")
+        with dispatch.table_lock(self._table):
+            self._fill_fixed()
+        self._local.slow_depth = depth + 1
+        try:
+            return self._native_call(*arrays)
+        finally:
+            self._local.slow_depth = depth
+
+    def _fill_fixed(self):
+        """Parameter/constant addresses and the scratch arena into the native path's buffer table."""
+        epoch = int(VALUE_EPOCH[0])
+        arrays = []
+        for slot, node in self._fixed:
+            arr = _checked_fixed(node, self._has_updates)
+            self._bufs[slot] = _addr(arr) if arr.size else _addr(_EMPTY)
+            arrays.append(arr)
+        if self._temps and self._arena is None:
+            self._arena = _new_arena(self.plan.arena_bytes)
+        if self._temps:
+            base = (_addr(self._arena) + 63) // 64 * 64
+            for b in self._temps:
+                self._bufs[b.slot] = base + b.offset
+        self._held[:] = arrays + [self._arena]  # the table refers to them by address: keep them alive
+        self._table[self._from_epoch] = epoch
+
+    def _raise_index_error(self):
+        raise IndexError("an index given to take/gather or scatter_add was out of range "
+                         "(no memory outside the arrays was read or written)")
 
     def _run_checking_nan(self, arrays):
         """NaN check mode: if an output or updated parameter has a NaN, undo the parameter updates
         and raise FloatingPointError naming the first op that produced a NaN (found by the
         interpreter on the same inputs) and the user's line."""
         before = {name: arr.copy() for name, arr in self.parameters().items()}
-        result = self._run(arrays)
+        result = self._native_call(*arrays) if self._native_call is not None else self._run(arrays)
         outs = result if isinstance(result, list) else [result]
         bad = [o for o in outs if isinstance(o, np.ndarray) and o.dtype.kind == "f" and np.isnan(o).any()]
         bad += [name for name in self.plan.updated if np.isnan(self.parameters()[name]).any()]
@@ -174,24 +292,15 @@ class CompiledFunction:
         for b, a in zip(self._inputs, arrays):
             ptrs[b.slot] = _addr(a) if a.size else _addr(np.empty(1, a.dtype))
         for slot, node in self._fixed:
-            arr = node.value
-            t = node.type
-            if arr.shape != t.shape or arr.dtype != t.dtype.np_dtype or not arr.flags.c_contiguous:
-                raise ValueError(f"{node.op} {node.name!r} was replaced by an array of {arr.dtype}{list(arr.shape)}"
-                                 f"; it must stay a C-contiguous {t} (assign into it with arr[...] = ...)")
-            ptrs[slot] = _addr(arr) if arr.size else _addr(np.empty(1, arr.dtype))
+            arr = _checked_fixed(node, False)
+            ptrs[slot] = _addr(arr) if arr.size else _addr(_EMPTY)
         outs = [self._output(b) for b in self._outputs]
         for b, o in zip(self._outputs, outs):
             ptrs[b.slot] = _addr(o) if o.size else _addr(np.empty(1, o.dtype))
         if self._temps:
             arena = getattr(self._local, "arena", None)
             if arena is None:
-                try:
-                    arena = np.empty(self.plan.arena_bytes + 64, np.uint8)
-                except (MemoryError, ValueError) as e:
-                    raise MemoryError(f"cannot allocate {self.plan.arena_bytes} bytes of scratch memory: {e}") \
-                        from None
-                self._local.arena = arena
+                arena = self._local.arena = _new_arena(self.plan.arena_bytes)
             base = (_addr(arena) + 63) // 64 * 64
             for b in self._temps:
                 ptrs[b.slot] = base + b.offset

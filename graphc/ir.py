@@ -82,6 +82,9 @@ def freeze_attr(v):
     return v
 
 
+VALUE_EPOCH = np.zeros(1, np.int64)  # bumped by every ``Node.value`` assignment (see codegen.dispatch)
+
+
 class Node:
     """One SSA value: ``type = op(*inputs, **attrs)``, created at ``loc``.
 
@@ -89,7 +92,7 @@ class Node:
     ``constant``; ``name`` the user's name of a placeholder or parameter.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "type", "loc", "value", "name", "serial", "origin", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "loc", "_value", "name", "serial", "origin", "__weakref__")
 
     def __init__(self, op: str, inputs: Sequence["Node"], attrs: dict, type: TensorType,
                  loc: str | None = None, value: np.ndarray | None = None, name: str | None = None):
@@ -103,6 +106,17 @@ class Node:
         self.serial = next(_serial)
         # which stage made the node: None (the user's code) or "autodiff" (a derivative rule)
         self.origin = _ORIGIN[-1] if _ORIGIN else None
+
+    @property
+    def value(self) -> np.ndarray | None:
+        return self._value
+
+    @value.setter
+    def value(self, array: np.ndarray | None) -> None:
+        # compiled functions keep the data addresses of parameter arrays; re-binding one
+        # (``node.value = new_array``) bumps VALUE_EPOCH so that they look them up again
+        self._value = array
+        VALUE_EPOCH[0] += 1
 
     @property
     def shape(self) -> tuple:
