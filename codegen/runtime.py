@@ -43,6 +43,7 @@ import ctypes
 import os
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,19 @@ from .plan import Plan
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _CHECK_NAN = os.environ.get("GRAPHC_CHECK_NAN", "0") not in ("", "0")
+_LIVE_TABLES: "weakref.WeakSet[CompiledFunction]" = weakref.WeakSet()
+
+
+def _unlock_after_fork():
+    """A forked child has only the forking thread: a call lock held by another thread stays held
+    forever there. Release them all."""
+    from . import dispatch
+    for fn in list(_LIVE_TABLES):
+        fn._table[dispatch.LOCK] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_after_fork)
 
 
 RELEASE_GIL_BYTES = 1 << 18  # functions touching less memory keep the GIL during their (tiny) native call
@@ -124,7 +138,7 @@ class NativeCode:
         return self.assembly_fn() if self.assembly_fn else ""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a compiled function is a live object, not a value
 class CompiledFunction:
     """A graph compiled to native code: call it with numpy arrays (see the module doc)."""
 
@@ -234,6 +248,7 @@ class CompiledFunction:
         bufs[0] = _addr(self.runtime_table)
         bufs[1] = table.ctypes.data + 8 * d.STATUS
         self._table, self._bufs, self._held = table, bufs, []  # _held: the parameter arrays, the arena
+        _LIVE_TABLES.add(self)
         return d.make_builtin((table, [None] * n_out, keep, self._held))
 
     def _slow_call(self, *args):

@@ -101,7 +101,7 @@ class Node:
         self.attrs = {k: freeze_attr(v) for k, v in attrs.items()}
         self.type = type
         self.loc = loc
-        self.value = value
+        self._value = value  # a new node is in no compiled function yet: no epoch bump
         self.name = name
         self.serial = next(_serial)
         # which stage made the node: None (the user's code) or "autodiff" (a derivative rule)

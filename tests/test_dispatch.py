@@ -185,3 +185,19 @@ def test_concurrent_training_calls_serialize(size):
         t.join()
     assert int(count.value) == n_threads * calls
     np.testing.assert_array_equal(acc.value, n_threads * calls)
+
+
+def test_forked_child_can_call_while_parent_thread_held_the_lock():
+    import os
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    x = gc.placeholder((4,), gc.float32, "x")
+    f = gc.compile([x], x + 1.0)
+    f._table[dispatch.LOCK] = 1  # as if another thread were inside a call at fork time
+    pid = os.fork()
+    if pid == 0:
+        ok = bool(np.array_equal(f(np.zeros(4, np.float32)), np.ones(4)))
+        os._exit(0 if ok else 1)
+    f._table[dispatch.LOCK] = 0
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
