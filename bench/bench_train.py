@@ -1,16 +1,18 @@
 """Training benchmarks on Fashion-MNIST: W5a softmax regression, W5b MLP 784-256-10.
 
-    python bench/bench_train.py [--repeats 3] [--epochs 5] [--impls graphc,numpy,torch,jax] [--no-wait]
+    python bench/bench_train.py [--repeats 5] [--epochs 5] [--impls graphc,numpy,torch,jax] [--no-wait]
 
-Both: 60,000 training images, 5 epochs of 468 batches of 128 (the same
-seeded batch order for every implementation), SGD lr 0.1, float32,
+Both: 60,000 training images, 5 epochs of 468 batches of 128 (run k
+shuffles with seed k; the same batch orders for every implementation), SGD lr 0.1, float32,
 cross-entropy from logits; the same initial weights everywhere.
 
 * W5a: z = x W + b (W zero-initialized). Target: <= 0.3 s at >= 83 % test accuracy.
 * W5b: z = relu(x W1 + b1) W2 + b2 (He / Xavier init). Target: <= 1.5 s at >= 85 %.
 
 Timed: the training loop only (gathering each batch from the shuffled
-order + the step), median over ``--repeats`` runs from the same start;
+order + the step), median over ``--repeats`` runs from the same start
+(initial weights), each with its own shuffle seed; the accuracy reported
+is the median over those runs too (one seed's accuracy moves by +-0.4 %);
 compile time and data loading are reported apart. graphc's step is one
 native call doing forward + backward + update. The hand-written numpy
 versions are in this file; PyTorch (eager, CPU) and JAX (jax.jit) run the
@@ -252,7 +254,7 @@ def profile_graphc(run, x, y, steps=300):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="runs, each with its own shuffle seed")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--impls", default="graphc,numpy,torch,jax")
     ap.add_argument("--workloads", default="W5a,W5b")
@@ -261,7 +263,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     x, y, xt, yt = load()
-    orders = batch_orders(len(x), args.epochs)
+    # every repeat shuffles with its own seed (the same orders for every implementation): the test
+    # accuracy after 5 epochs moves by +-0.4 % with the batch order (seeds 0-7: 82.8-83.5 %, median
+    # 83.2 %), so one seed's accuracy says little; the medians of time and accuracy are reported
+    seeded_orders = [batch_orders(len(x), args.epochs, seed) for seed in range(args.repeats)]
+    orders = seeded_orders[0]
     waited = None if args.no_wait else wait_quiet(args.wait)
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Fashion-MNIST {len(x)} train / {len(xt)} test; {args.epochs} epochs x {len(orders[0])} steps of "
@@ -277,13 +283,13 @@ def main(argv=None):
                 print(f"  {name}: not installed, skipped")
                 continue
             run(orders[:1])  # warm up (first-touch pages, lazy initialization)
-            times, acc = [], None
-            for _ in range(args.repeats):
+            times, accs = [], []
+            for seed_orders in seeded_orders:
                 t = time.perf_counter()
-                final = run(orders)
+                final = run(seed_orders)
                 times.append(time.perf_counter() - t)
-                acc = accuracy(final, xt, yt)
-            med = statistics.median(times)
+                accs.append(accuracy(final, xt, yt))
+            med, acc = statistics.median(times), statistics.median(accs)
             if name == "numpy":
                 numpy_median = med
             rows.append([wl, name, med, min(times), acc, compile_s])
@@ -294,7 +300,7 @@ def main(argv=None):
                 r.append(r[2] / numpy_median if numpy_median else float("nan"))
 
     print()
-    print(f"{'workload':8} {'impl':7} {'median s':>9} {'min s':>7} {'test acc':>9} {'compile s':>9} "
+    print(f"{'workload':8} {'impl':7} {'median s':>9} {'min s':>7} {'med. acc':>9} {'compile s':>9} "
           f"{'vs numpy':>9}  target")
     for wl, name, med, mn, acc, comp, ratio in rows:
         tsec, tacc, _ = TARGETS[wl]
