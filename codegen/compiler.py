@@ -19,7 +19,7 @@ from graphc.ir import Graph, Node
 from graphc.printer import format_graph
 
 from . import cache, llvm_target
-from .emit import ENTRY_NAME, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, emit_module
+from .emit import ENTRY_NAME, RT_BLAS_RESTORE, RT_BLAS_SERIAL, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, emit_module
 from .plan import Plan
 from .plan import plan as make_plan
 from .runtime import CompiledFunction, NativeCode
@@ -42,8 +42,9 @@ def blas_info():
 
 
 def runtime_table() -> np.ndarray:
-    """[parallel_for, sgemm, dgemm] addresses for this process (0 where unavailable)."""
-    table = np.zeros(4, np.int64)
+    """[parallel_for, sgemm, dgemm, blas_serial, blas_restore] addresses for this process
+    (0 where unavailable; see ``codegen.emit``)."""
+    table = np.zeros(5, np.int64)
     try:
         from .threadpool import get_pool
         pool = get_pool()
@@ -55,13 +56,13 @@ def runtime_table() -> np.ndarray:
     if info is not None:
         table[RT_SGEMM] = info.sgemm.address
         table[RT_DGEMM] = info.dgemm.address
+        from .dispatch import blas_hooks
+        table[RT_BLAS_SERIAL], table[RT_BLAS_RESTORE] = blas_hooks(info)
     return table
 
 
 def _target_description() -> str:
-    import llvmlite.binding as llvm
-    llvm_target.init()
-    return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {llvm_target.host_features()}"
+    return llvm_target.host_description()
 
 
 def graph_key(graph: Graph, update_params, opt_level: int) -> str:
@@ -130,7 +131,11 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     """
     from graphc.dump import Dumper, after_compile, dump_requested
     from graphc.passes.pipeline import run_pipeline
+
+    from .threadpool import prepare_pool_in_background
     start = time.perf_counter()
+    llvm_target.host_description()  # LLVM calls of the key, before the pool's thread takes llvmlite's lock
+    prepare_pool_in_background()  # its LLVM work overlaps the passes and emission below
     folder = dump_requested(dump, graph.name)
     dumper = Dumper(folder) if folder else None
     key = graph_key(graph, update_params, opt_level)

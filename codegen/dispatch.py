@@ -370,6 +370,7 @@ def build_module() -> ir.Module:
     g.api("Py_DecRef", tup)
     b.ret(res)
     _build_lock_functions(m)
+    _build_blas_hooks(m)
     return m
 
 
@@ -396,6 +397,72 @@ def _build_lock_functions(m: ir.Module):
     g = _Builder(unlock_fn, m)
     g.b.store_atomic(g.const(0), g.word_ptr(unlock_fn.args[0], LOCK), "release", 8)
     g.b.ret_void()
+
+
+def _build_blas_hooks(m: ir.Module):
+    """``graphc_blas_serial()`` / ``graphc_blas_restore()``: BLAS single-threaded while any
+    compiled call that splits GEMMs over graphc's pool runs (``codegen.emit.emit_matmul``).
+
+    A count of such calls, under a spin lock: the first one in saves the BLAS thread count and
+    sets 1; the last one out restores it. ``gc_blas_set``/``gc_blas_get`` hold the addresses of
+    the BLAS's ``set_num_threads(int)``/``get_num_threads()``, written by :func:`blas_hooks`.
+    (Meanwhile numpy's own BLAS calls in other threads run single-threaded too: correct,
+    only not parallel.)
+    """
+    def g(name):
+        v = ir.GlobalVariable(m, _I64, name)
+        v.initializer = ir.Constant(_I64, 0)
+        v.align = 64
+        return v
+    set_addr, get_addr, active, saved, lock = (g(n) for n in (
+        "gc_blas_set", "gc_blas_get", "gc_blas_active", "gc_blas_saved", "gc_blas_lock"))
+    for entering in (True, False):
+        fn = ir.Function(m, ir.FunctionType(ir.VoidType(), []),
+                         "graphc_blas_serial" if entering else "graphc_blas_restore")
+        bld = _Builder(fn, m)
+        b = bld.b
+        spin, body, wait = bld.block("spin"), bld.block("body"), bld.block("wait")
+        b.branch(spin)
+        b.position_at_end(spin)
+        got = b.extract_value(b.cmpxchg(lock, bld.const(0), bld.const(1), "acquire", "monotonic"), 1)
+        b.cbranch(got, body, wait)
+        b.position_at_end(wait)
+        bld.api("sched_yield")
+        b.branch(spin)
+        b.position_at_end(body)
+        set_fn = b.inttoptr(b.load(set_addr), ir.FunctionType(ir.VoidType(), [_I32]).as_pointer())
+        n = b.load(active)
+        if entering:
+            with b.if_then(b.icmp_signed("==", n, bld.const(0))):
+                get_fn = b.inttoptr(b.load(get_addr), ir.FunctionType(_I32, []).as_pointer())
+                before = b.call(get_fn, [])
+                b.store(b.sext(before, _I64), saved)
+                with b.if_then(b.icmp_signed("!=", before, ir.Constant(_I32, 1))):
+                    b.call(set_fn, [ir.Constant(_I32, 1)])
+            b.store(b.add(n, bld.const(1)), active)
+        else:
+            left = b.sub(n, bld.const(1))
+            b.store(left, active)
+            old = b.load(saved)
+            with b.if_then(b.and_(b.icmp_signed("==", left, bld.const(0)), b.icmp_signed("!=", old, bld.const(1)))):
+                b.call(set_fn, [b.trunc(old, _I32)])
+        b.store_atomic(bld.const(0), lock, "release", 8)
+        b.ret_void()
+
+
+def blas_hooks(info) -> tuple[int, int]:
+    """Addresses of ``graphc_blas_serial``/``graphc_blas_restore`` for this process's BLAS
+    ``info`` (``codegen.blas.BlasInfo``), or (0, 0) if its thread count cannot be set."""
+    native = _native()
+    if native is None or info is None or not info.set_num_threads_address or not info.get_num_threads_address:
+        return 0, 0
+    engine = native[0]
+    ctypes.c_int64.from_address(engine.get_global_value_address("gc_blas_set")).value = \
+        info.set_num_threads_address
+    ctypes.c_int64.from_address(engine.get_global_value_address("gc_blas_get")).value = \
+        info.get_num_threads_address
+    return (engine.get_function_address("graphc_blas_serial"),
+            engine.get_function_address("graphc_blas_restore"))
 
 
 def _release_outputs(g: _Builder, outs, n):

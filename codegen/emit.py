@@ -5,8 +5,9 @@ Layout of the module::
     void graphc_run(i8** bufs)          ; the entry point: calls the kernels in order
     void k<i>(i8* bufs, i64 chunk)      ; kernel i on one chunk of its outermost loop
 
-``bufs[0]`` points at the runtime table ``[parallel_for, sgemm, dgemm]``
-(addresses filled in by the runtime of the process that loads the code, so
+``bufs[0]`` points at the runtime table ``[parallel_for, sgemm, dgemm,
+blas_serial, blas_restore]`` (addresses filled in by the runtime of the
+process that loads the code, so
 compiled objects can be cached on disk), ``bufs[1]`` at an i64 status word
 (non-zero: an index was out of range), and ``bufs[slot]`` at each buffer.
 A kernel with more than one chunk runs through ``parallel_for`` on the
@@ -45,7 +46,7 @@ KERNEL_TYPE = ir.FunctionType(VOID, [I8P, I64])
 ENTRY_NAME = "graphc_run"
 GRAIN = 1 << 15  # elements per chunk of a parallel loop
 MAX_CHUNKS = 256
-RT_PARALLEL_FOR, RT_SGEMM, RT_DGEMM = 0, 1, 2
+RT_PARALLEL_FOR, RT_SGEMM, RT_DGEMM, RT_BLAS_SERIAL, RT_BLAS_RESTORE = 0, 1, 2, 3, 4
 
 
 def _prod(xs) -> int:
@@ -480,7 +481,36 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
     return chunks
 
 
+SPLIT_GEMM_MACS = 1 << 20  # a GEMM of at least this many multiply-adds is split over the pool
+SPLIT_GEMM_CHUNKS = 2
+SPLIT_GEMM_MIN = 32  # rows or columns per chunk, at least
+
+
+def gemm_split(M: int, N: int, K: int, batch) -> str | None:
+    """Which dimension of a BLAS GEMM to split into ``SPLIT_GEMM_CHUNKS`` chunks run on graphc's
+    thread pool (each chunk one single-threaded BLAS call), or None to make one call.
+
+    The chunks share one operand, which BLAS packs once per chunk: split the dimension whose
+    other operand is the smaller (``N`` when ``M*K <= K*N``: A is re-packed).
+    """
+    if batch or M * N * K < SPLIT_GEMM_MACS:
+        return None
+    for dim, size in (("n", N), ("m", M)) if M <= N else (("m", M), ("n", N)):
+        if size >= SPLIT_GEMM_CHUNKS * SPLIT_GEMM_MIN:
+            return dim
+    return None
+
+
 def emit_matmul(kc: KernelContext, k: Target, blas) -> int:
+    """BLAS GEMM (or a loop nest without BLAS or for integers); big GEMMs in chunks.
+
+    Why chunks: numpy's OpenBLAS has its own thread pool, and two pools spinning
+    on the same cores slow each other down badly (and OpenBLAS's static work split
+    waits for its slowest thread when the machine is shared). So while a compiled
+    function that splits GEMMs runs, BLAS is single-threaded (``RT_BLAS_SERIAL``,
+    see ``codegen.dispatch``) and graphc's pool runs the chunks, each claimed by
+    whichever thread is free.
+    """
     node = k.node
     a, bnode = node.inputs
     shape = node.shape
@@ -500,21 +530,34 @@ def emit_matmul(kc: KernelContext, k: Target, blas) -> int:
             keep = _combine(sb, "prod", ve.load(k.slot, d, i), sb.const(beta, d), d, False) if beta else sb.const(0, d)
             ve.store(k.slot, d, i, keep)
         return 1
+    use_blas = d.is_float and blas is not None
+    split = gemm_split(M, N, K, batch) if use_blas else None
     with loop_nest(b, [(0, s) for s in batch], "batch") as bidx:
         ve = ValueEmitter(kc, list(bidx))
         c_off = ve.affine(out_rm[:-2], 0)
-        if d.is_float and blas is not None:
+        if use_blas:
             from .blas import emit_gemm
             la, lb = blas_layout(va, a.shape), blas_layout(vb, bnode.shape)
             a_off = ve.affine(va.strides[:-2], va.offset)
             b_off = ve.affine(vb.strides[:-2], vb.offset)
-            emit_gemm(b, blas.gemm(d.np_dtype), trans_a=la[0], trans_b=lb[0], m=M, n=N, k=K,
+            m, n = const64(M), const64(N)
+            if split == "m":  # rows lo:hi of op(A) and C
+                lo, hi = _chunk_bounds(b, kc.fn.args[1], M, SPLIT_GEMM_CHUNKS)
+                m = b.sub(hi, lo)
+                a_off = b.add(a_off, b.mul(lo, const64(1 if la[0] else la[1])))
+                c_off = b.add(c_off, b.mul(lo, const64(N)))
+            elif split == "n":  # columns lo:hi of op(B) and C
+                lo, hi = _chunk_bounds(b, kc.fn.args[1], N, SPLIT_GEMM_CHUNKS)
+                n = b.sub(hi, lo)
+                b_off = b.add(b_off, b.mul(lo, const64(lb[1] if lb[0] else 1)))
+                c_off = b.add(c_off, lo)
+            emit_gemm(b, blas.gemm(d.np_dtype), trans_a=la[0], trans_b=lb[0], m=m, n=n, k=K,
                       a=b.gep(kc.ptr(va.slot), [a_off]), lda=la[1], b=b.gep(kc.ptr(vb.slot), [b_off]),
                       ldb=lb[1], c=b.gep(kc.ptr(k.slot), [c_off]), ldc=N, alpha=alpha, beta=beta,
                       address=kc.runtime_address(RT_SGEMM if d.itemsize == 4 else RT_DGEMM))
         else:
             _naive_matmul(kc, k, va, vb, list(bidx), M, N, K, c_off)
-    return 1
+    return SPLIT_GEMM_CHUNKS if split else 1
 
 
 def _naive_matmul(kc, k, va, vb, bidx, M, N, K, c_off):
@@ -607,6 +650,7 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
     from graphc.passes.fusion import heavy_node
     module = ir.Module(name=name)
     codes: list[KernelCode] = []
+    split_gemms: set[str] = set()
     for i, k in enumerate(plan.kernels):
         slots = k.body_slots(plan.slot_of)
         root = k.body.outputs[0]
@@ -618,6 +662,8 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
             emit = EMITTERS[k.kind]
         target = Target(first, k.slot, slots, k.accumulate)
         fname, chunks = _function(module, plan, f"k{i}_{first.op}", emit, target)
+        if k.kind == "matmul" and chunks > 1:
+            split_gemms.add(fname)
         codes.append(KernelCode(fname, k, chunks, f"{k.kind} {first.op} {k.node.type}"
                                 + (" (in place: C = alpha AB + beta C)" if k.accumulate else "")))
         if heavy is not None and heavy is not root and k.accumulate is None:
@@ -632,6 +678,13 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
     ctx = b.bitcast(entry.args[0], I8P)
     pf_type = ir.FunctionType(VOID, [KERNEL_TYPE.as_pointer(), I8P, I64])
     table = b.bitcast(b.load(b.gep(entry.args[0], [const64(0)])), I64.as_pointer())
+    hook_type = ir.FunctionType(VOID, []).as_pointer()
+    serial_blas = None
+    if split_gemms:  # BLAS single-threaded while this call runs: the pool runs the GEMM chunks
+        serial_blas = b.load(b.gep(table, [const64(RT_BLAS_SERIAL)]))
+        have_serial = b.icmp_unsigned("!=", serial_blas, const64(0))
+        with b.if_then(have_serial):
+            b.call(b.inttoptr(serial_blas, hook_type), [])
     for code in codes:
         fn = module.globals[code.name]
         if code.chunks == 0:
@@ -641,6 +694,8 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
             continue
         addr = b.load(b.gep(table, [const64(RT_PARALLEL_FOR)]))
         have_pool = b.icmp_unsigned("!=", addr, const64(0))
+        if code.name in split_gemms:  # without serial BLAS, chunks run one after the other
+            have_pool = b.and_(have_pool, have_serial)
         with b.if_else(have_pool) as (then, otherwise):
             with then:
                 b.call(b.inttoptr(addr, pf_type.as_pointer()), [fn, ctx, const64(code.chunks)])
@@ -655,6 +710,9 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
             s = b.load(b.gep(entry.args[0], [const64(src)]))
             t = b.load(b.gep(entry.args[0], [const64(dst)]))
             b.call(memcpy, [t, s, const64(n), ir.Constant(ir.IntType(1), 0)])
+    if serial_blas is not None:
+        with b.if_then(have_serial):
+            b.call(b.inttoptr(b.load(b.gep(table, [const64(RT_BLAS_RESTORE)])), hook_type), [])
     b.ret_void()
     return module, codes
 

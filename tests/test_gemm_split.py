@@ -1,0 +1,79 @@
+"""Big GEMMs run in chunks on graphc's pool with BLAS single-threaded meanwhile (codegen/emit.py
+``emit_matmul``, codegen/dispatch.py ``graphc_blas_serial``): values, layouts, in-place updates,
+and the BLAS thread count given back."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.codegen import emit
+from graphc.codegen.compiler import blas_info
+
+pytestmark = pytest.mark.skipif(blas_info() is None, reason="no BLAS found in this process")
+
+
+def split_kernels(fn):
+    return [k for k in fn.kernels if k.kind == "matmul" and k.chunks > 1]
+
+
+@pytest.mark.parametrize("M, K, N", [(128, 96, 256), (256, 96, 128), (300, 70, 97), (64, 512, 64)])
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_split_gemm_matches_numpy(M, K, N, ta, tb):
+    rng = np.random.default_rng(M + N)
+    a_shape = (K, M) if ta else (M, K)
+    b_shape = (N, K) if tb else (K, N)
+    a = gc.placeholder(a_shape, gc.float32, "a")
+    b = gc.placeholder(b_shape, gc.float32, "b")
+    f = gc.compile([a, b], (a.T if ta else a) @ (b.T if tb else b))
+    assert emit.gemm_split(M, N, K, ()) is not None
+    assert len(split_kernels(f)) == 1
+    av = rng.standard_normal(a_shape).astype(np.float32)
+    bv = rng.standard_normal(b_shape).astype(np.float32)
+    want = (av.T if ta else av).astype(np.float64) @ (bv.T if tb else bv).astype(np.float64)
+    np.testing.assert_allclose(f(av, bv), want, rtol=1e-4, atol=1e-3)
+
+
+def test_small_gemms_are_one_call():
+    assert emit.gemm_split(16, 16, 16, ()) is None
+    assert emit.gemm_split(128, 128, 128, (4,)) is None  # batched: one call per batch element
+
+
+def test_in_place_sgd_update_through_split_gemm():
+    rng = np.random.default_rng(0)
+    x = gc.placeholder((128, 300), gc.float32, "x")
+    g = gc.placeholder((128, 200), gc.float32, "g")
+    w0 = rng.standard_normal((300, 200)).astype(np.float32)
+    w = gc.parameter(w0.copy(), name="w")
+    step = gc.compile([x, g], gc.sum(g), updates=[(w, w - 0.5 * (x.T @ g))])
+    assert split_kernels(step)
+    xv = rng.standard_normal((128, 300)).astype(np.float32)
+    gv = rng.standard_normal((128, 200)).astype(np.float32)
+    step(xv, gv)
+    np.testing.assert_allclose(w.value, w0 - 0.5 * (xv.T.astype(np.float64) @ gv), rtol=1e-4, atol=1e-3)
+
+
+def test_blas_thread_count_is_given_back():
+    info = blas_info()
+    if not info.can_set_threads:
+        pytest.skip("this BLAS cannot set its thread count")
+    before = info.get_num_threads()
+    a = gc.placeholder((256, 256), gc.float32, "a")
+    f1 = gc.compile([a], a @ a)
+    f2 = gc.compile([a], (a @ a) * 2.0)
+    assert split_kernels(f1) and split_kernels(f2)
+    v = np.ones((256, 256), np.float32)
+
+    def work(f):
+        for _ in range(200):
+            f(v)
+    threads = [threading.Thread(target=work, args=(f,)) for f in (f1, f2, f1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert info.get_num_threads() == before
+    np.testing.assert_array_equal(f2(v), 512.0)
