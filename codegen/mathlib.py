@@ -14,11 +14,14 @@ Algorithms (polynomial coefficients are weighted-minimax fits made offline
 with a Remez exchange in mpmath and rounded to the working precision; "err"
 is the fit's contribution to the relative error of the result):
 
-exp     n = rint(x/ln2), r = x - n*ln2 (two-constant Cody-Waite with fma, the
+exp     n = rint(x/ln2) by the shifter trick (k = fma(x, 1/ln2, 1.5*2^mant),
+        n = k - 1.5*2^mant; 2^n from the bits of k, no float->int
+        conversion), r = x - n*ln2 (two-constant Cody-Waite with fma, the
         first step exact), |r| <= ln2/2;  e^r = 1 + r + r^2*Q(r),
         Q degree 5 (f32, err 2^-28.7) / 10 (f64, err 2^-61).  The scaling by
         2^n is split as 2^(n>>1) * 2^(n - (n>>1)) so overflow to inf and
-        gradual underflow to subnormals round exactly once.
+        gradual underflow to subnormals round exactly once.  x is clamped
+        to [EXP_LO, EXP_HI] by selects that let NaN through (NaN r -> NaN).
 expm1   same reduction, the rounding error of r kept (r + rl);
         e^r - 1 = ph + pl (r + r^2 Q(r) by fast TwoSum) and
         2^n (ph + pl) + (2^n - 1) with the main sum done by TwoSum, so the
@@ -33,11 +36,19 @@ log     x = 2^k * m with m in [sqrt(1/2), sqrt(2)) from the bit pattern
 log1p   u = 1 + x rounded, log1p(x) = log(u) + c, c = ((1+x) - u)/u with
         an exact numerator ((x - (u-1)) or (1 - (u-x)), Sterbenz); c joins
         the k*ln2_lo term of the log formula above.
-tanh    f32: |x| < 0.625: x + x^3 P(x^2), P degree 5 (err 2^-30);
-        else 1 - 2/(e^(2|x|) + 1).  f64: h = expm1(2|x|)/2, q = h/(1+h),
-        tanh = h - h*q for h < 1/2 (damps the error of q), else q.
-        |x| is clamped to 40 (tanh == 1 there), sign copied from x.
+tanh    f32: w = 2|x| (|x| clamped to 10, NaN passes) = n ln2 + r (shifter,
+        one-step reduction: its error n 2^-28.9 is damped by 1/(1+h));
+        h = (e^w - 1)/2 = fma(2^(n-1), p, 2^(n-1) - 1/2), p = e^r - 1 =
+        r + r^2 Q(r) (the exp polynomial; no cancellation, 2^(n-1) - 1/2
+        exact); q = h/(1+h) (one division); tanh|x| = h - h q for h < 1/2
+        (damps the error of q), else q; sign copied from x.  Tiny x: n = 0,
+        h = |x| exactly.  ~24 vector ops, no polynomial for small x.
+        f64: h = expm1(2|x|)/2, q = h/(1+h), tanh = h - h*q for h < 1/2,
+        else q; |x| clamped to 40 (tanh == 1 there).
 sigmoid e = exp(-|x|): x >= 0 -> 1/(1+e), x < 0 -> e/(1+e)  (one division).
+        The exp is specialised to t = -|x| <= 0: clamped below only (NaN
+        passes), e = round((1 + p) 2^-S) * 2^(n+S) (S = 64 / 128, the first
+        rounding is that of 1 + p, the second one into the subnormals).
 softplus max(x,0) + log1p(exp(-|x|)).
 sin/cos n = nearest integer to x*2/pi (2/pi as a double-double, so that
         |r| <= pi/4 also for huge x), r = x - n*pi/2, quadrant n mod 4
@@ -67,15 +78,16 @@ over the whole range incl. subnormals, dense sweeps, special values; "exact"
 = vs a higher-precision reference: numpy in f64 for f32, long double for
 f64, the actual error in fractional ulps; "numpy" = integer ulp distance to
 numpy's own float32/float64 result, which has errors of its own, e.g. up to
-~3.4 ulp for float32 log):
+~3.4 ulp for float32 log; f32 exp, tanh and sigmoid also checked
+exhaustively over every float32 input of their non-trivial range):
 
     function    f32 exact  f32 numpy   f64 exact  f64 numpy
     exp           0.97        3          0.97        1
     log           0.81        4          0.80        1
     log1p         0.79        2          0.78        1
     expm1         0.83        2          0.79        1
-    tanh          1.31        2          1.58        2
-    sigmoid       2.35       (2)         2.27       (2)   no numpy ufunc:
+    tanh          1.86        2          1.58        2
+    sigmoid       2.41       (2)         2.36       (2)   no numpy ufunc:
     softplus      1.54       (2)         1.48       (2)   vs exact, rounded
     sin, cos      0.50        1          0.77        1    |x| < 2^52
     pow           0.50        1          0.96        1
@@ -128,6 +140,7 @@ _CONST = {
         # 2 atanh(s) = 2s + s z R(z), z = s^2 <= 0.02944
         LOG_R=_hs("0x1.55557ap-1", "0x1.995eb4p-2", "0x1.31e3a8p-2"),
         EXP_LO=-110.0, EXP_HI=100.0,        # clamp: exp -> 0 / inf beyond
+        SHIFT=_h("0x1.8p23"),               # rint by adding 1.5*2^23
         EXPM1_LO=-40.0, EXPM1_BIG=60,       # expm1 == -1 below; 2^n path above
     ),
     "f64": dict(
@@ -143,13 +156,10 @@ _CONST = {
                   "0x1.745cde2f7d146p-3", "0x1.3b20ac9d7ddfbp-3",
                   "0x1.0f5cb116f3a44p-3", "0x1.0f63ecda42ae4p-3"),
         EXP_LO=-760.0, EXP_HI=720.0,
+        SHIFT=_h("0x1.8p52"),
         EXPM1_LO=-40.0, EXPM1_BIG=900,
     ),
 }
-
-# tanh x = x + x^3 P(x^2) on |x| <= 0.625 (f32 only), err 2^-30
-_TANH_P32 = _hs("-0x1.555554p-2", "0x1.11106cp-3", "-0x1.b9ef7cp-5", "0x1.6394dap-6",
-                "-0x1.0c2146p-7", "0x1.197b7ep-9")
 
 # double-only constants (f64 kernels and the f32 functions computed in double)
 _PIO2_1 = _h("0x1.921fb54442d18p+0")
@@ -399,13 +409,51 @@ def _clamp(fp: FP, x, lo, hi):
     return fp.sel(fp.lt(x, hi), x, hi)
 
 
+def _clamp_keep_nan(fp: FP, x, lo, hi=None):
+    """Clamp to [lo, hi] (or below only); NaN passes through unchanged."""
+    x = fp.sel(fp.lt(x, lo), lo, x)
+    return x if hi is None else fp.sel(fp.gt(x, hi), hi, x)
+
+
+def _exp_shift_reduce(fp: FP, x, one_step=False):
+    """n = rint(x/ln2) by the shifter trick, r = x - n ln2, |r| <= ~0.3466.
+
+    k = fma(x, 1/ln2, 1.5*2^mant) rounds x/ln2 to an integer held in the
+    low mantissa bits of k (|n| < 2^(mant-1)); n = k - 1.5*2^mant exactly.
+    r = x - n ln2_hi (exact) - n ln2_lo; with ``one_step`` only
+    r = fma(-n, ln2_hi, x) (ln2_hi is ln2 rounded to the working precision;
+    absolute error |n| 2^-28.9 in f32 -- for callers that damp it).
+    Returns (k, n, r); ``_pow2_from_shift(k)`` gives 2^n without a float ->
+    int conversion (one vrndscale + vcvt fewer than rint + fptosi).
+    NaN x gives NaN r.
+    """
+    k = fp.k
+    kk = fp.fma(x, k["LOG2E"], k["SHIFT"])
+    n = fp.sub(kk, k["SHIFT"])
+    mn = fp.neg(n)
+    if one_step:
+        return kk, n, fp.fma(mn, k["LN2_HI"], x)
+    r0 = fp.fma(mn, k["LN2_HI"], x)     # exact (n ln2_hi has few bits)
+    return kk, n, fp.fma(mn, k["LN2_LO"], r0)
+
+
+def _pow2_from_shift(fp: FP, kk, extra=0):
+    """2^(n + extra) for the shifter k of ``_exp_shift_reduce``.
+
+    bits(k) = bits(1.5*2^mant) + n, whose low (width - mant) bits are those
+    of n: shifting left by mant leaves n << mant (mod 2^width).  Valid when
+    n + extra is in the normal exponent range.
+    """
+    return fp.from_bits(fp.iadd(fp.shl(fp.bits(kk), fp.mant), (fp.bias + extra) << fp.mant))
+
+
 def _exp(fp: FP, x):
     k = fp.k
-    xc = _clamp(fp, x, k["EXP_LO"], k["EXP_HI"])
-    _, ni, r, _ = _exp_reduce(fp, xc)
+    xc = _clamp_keep_nan(fp, x, k["EXP_LO"], k["EXP_HI"])
+    kk, _, r = _exp_shift_reduce(fp, xc)
+    ni = fp.isub(fp.bits(kk), fp.bits(k["SHIFT"]))      # n as an integer
     p = fp.add(_expm1_poly(fp, r), 1.0)
-    y = fp.ldexp(p, ni)
-    return fp.sel(fp.isnan(x), x, y)
+    return fp.ldexp(p, ni)                               # NaN stays NaN (p is NaN)
 
 
 def _expm1(fp: FP, x):
@@ -487,26 +535,48 @@ def _log1p(fp: FP, x):
 
 def _tanh(fp: FP, x, module):
     a = fp.abs(x)
-    a = fp.sel(fp.lt(a, 40.0), a, 40.0)             # tanh == 1 already; nan -> 40
     if fp.is64:
+        a = fp.sel(fp.lt(a, 40.0), a, 40.0)         # tanh == 1 already; nan -> 40
         expm1_fn = get_math_function(module, "expm1", fp.t)
         h = fp.mul(fp.b.call(expm1_fn, [fp.add(a, a)]), 0.5)
         q = fp.div(h, fp.add(h, 1.0))               # tanh = h/(1+h)
         # = h - h*q: the error of q is damped by h (< 1/2 there)
         y = fp.sel(fp.lt(h, 0.5), fp.fma(fp.neg(h), q, h), q)
-    else:
-        # |x| < 0.625: odd polynomial; else 1 - 2/(e^(2|x|) + 1)
-        z = fp.mul(a, a)
-        small = fp.fma(fp.mul(a, z), fp.poly(z, _TANH_P32), a)
-        e = fp.b.call(get_math_function(module, "exp", fp.t), [fp.add(a, a)])
-        large = fp.sub(1.0, fp.div(2.0, fp.add(e, 1.0)))
-        y = fp.sel(fp.lt(a, 0.625), small, large)
-    y = fp.sel(fp.isnan(x), x, y)
+        y = fp.sel(fp.isnan(x), x, y)
+        return fp.copysign(y, x)
+    # w = 2|x| = n ln2 + r (n >= 0), h = (e^w - 1)/2 = 2^(n-1) p + (2^(n-1) - 1/2)
+    # with p = e^r - 1 from the expm1 polynomial: one fma, no cancellation
+    # (2^(n-1) - 1/2 is exact for n <= 25, its rounding negligible beyond).
+    # tanh|x| = h/(1+h) = q;  for h < 1/2 as h - h q (the error of q damped).
+    # The one-step reduction's error n 2^-28.9 in r is damped by 1/(1+h) ~ 2^(1-n).
+    # Tiny |x|: n = 0, h = |x| exactly.  |x| is clamped to 10 (tanh == 1 in
+    # f32 above 9.01); NaN passes through all of it.
+    a = fp.sel(fp.gt(a, 10.0), 10.0, a)
+    kk, _, r = _exp_shift_reduce(fp, fp.add(a, a), one_step=True)
+    t = _pow2_from_shift(fp, kk, -1)
+    h = fp.fma(t, _expm1_poly(fp, r), fp.sub(t, 0.5))
+    q = fp.div(h, fp.add(h, 1.0))
+    y = fp.sel(fp.lt(h, 0.5), fp.fma(fp.neg(h), q, h), q)
     return fp.copysign(y, x)
 
 
-def _sigmoid(fp: FP, x, exp_fn):
-    e = fp.b.call(exp_fn, [fp.neg(fp.abs(x))])
+def _sigmoid(fp: FP, x):
+    """e = exp(-|x|): x >= 0 -> 1/(1+e), x < 0 -> e/(1+e).
+
+    exp of t = -|x| <= 0 only: t is clamped below at EXP_LO (NaN passes
+    and gives NaN), e = round((1 + p) 2^-S) * 2^(n+S) with S = 64 / 128:
+    the first rounding is that of 1 + p (exactly scaled, a normal number),
+    the second rounds once into the subnormals when e is that small.
+    About 21 vector ops (f32) with the division.
+    """
+    k = fp.k
+    S = 128 if fp.is64 else 64
+    t = _clamp_keep_nan(fp, fp.neg(fp.abs(x)), k["EXP_LO"])
+    kk, _, r = _exp_shift_reduce(fp, t)
+    # (1 + p) 2^-S rounded once (exact scaling of round(1 + p)), then one
+    # rounding by 2^(n+S) into the result (subnormal for n < 1 - bias)
+    ps = fp.fma(_expm1_poly(fp, r), 2.0 ** -S, 2.0 ** -S)
+    e = fp.mul(ps, _pow2_from_shift(fp, kk, S))
     num = fp.sel(fp.ge(x, 0.0), 1.0, e)
     return fp.div(num, fp.add(e, 1.0))
 
@@ -709,7 +779,7 @@ def _emit(module, name, t, fp: FP, args):
     if name == "tanh":
         return _tanh(fp, x, module)
     if name == "sigmoid":
-        return _sigmoid(fp, x, get_math_function(module, "exp", t))
+        return _sigmoid(fp, x)
     if name == "softplus":
         return _softplus(fp, x, get_math_function(module, "exp", t),
                          get_math_function(module, "log1p", t))
