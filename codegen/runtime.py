@@ -399,7 +399,16 @@ class CompiledFunction:
                             fn(ctx, c)
                     times.append(time.perf_counter() - t)
                 rows.append((code.name, code.chunks, statistics.median(times) * 1e6))
-        self._run(self._check(args), kernel_hook=hook)
+        # as the entry point does: BLAS single-threaded while GEMMs run in chunks on the pool
+        from .emit import RT_BLAS_RESTORE, RT_BLAS_SERIAL
+        hooks = [ctypes.CFUNCTYPE(None)(int(table[i])) if table[i] else None for i in (RT_BLAS_SERIAL, RT_BLAS_RESTORE)]
+        if hooks[0] is not None:
+            hooks[0]()
+        try:
+            self._run(self._check(args), kernel_hook=hook)
+        finally:
+            if hooks[1] is not None:
+                hooks[1]()
         return rows
 
     # ---------------------------------------------------------------- inspection
