@@ -77,3 +77,16 @@ def test_blas_thread_count_is_given_back():
         t.join()
     assert info.get_num_threads() == before
     np.testing.assert_array_equal(f2(v), 512.0)
+
+
+def test_profile_times_every_kernel_and_gives_blas_threads_back():
+    info = blas_info()
+    before = info.get_num_threads() if info.can_set_threads else None
+    a = gc.placeholder((256, 256), gc.float32, "a")
+    f = gc.compile([a], gc.relu(a @ a) + 1.0)
+    rows = f.profile(np.ones((256, 256), np.float32), repeat=3)
+    assert [r[0] for r in rows] == [k.name for k in f.kernels]
+    assert all(us > 0 for _, chunks, us in rows if chunks)
+    assert any(chunks == emit.SPLIT_GEMM_CHUNKS for name, chunks, _ in rows if "matmul" in name)
+    if before is not None:
+        assert info.get_num_threads() == before
