@@ -90,3 +90,18 @@ def test_profile_times_every_kernel_and_gives_blas_threads_back():
     assert any(chunks == emit.SPLIT_GEMM_CHUNKS for name, chunks, _ in rows if "matmul" in name)
     if before is not None:
         assert info.get_num_threads() == before
+
+
+@pytest.mark.parametrize("ta", [False, True])
+def test_split_gemm_of_sliced_operands(ta):
+    """Operands that are slices of bigger arrays: BLAS gets the big array's row stride."""
+    rng = np.random.default_rng(7)
+    big_a = gc.placeholder((400, 300) if ta else (300, 400), gc.float32, "a")
+    b = gc.placeholder((350, 200), gc.float32, "b")
+    a_view = big_a[10:360, 50:250].T if ta else big_a[50:250, 10:360]   # op(A): 200 x 350
+    f = gc.compile([big_a, b], a_view @ b)
+    assert split_kernels(f)
+    av = rng.standard_normal(big_a.shape).astype(np.float32)
+    bv = rng.standard_normal((350, 200)).astype(np.float32)
+    op_a = av[10:360, 50:250].T if ta else av[50:250, 10:360]
+    np.testing.assert_allclose(f(av, bv), op_a.astype(np.float64) @ bv, rtol=1e-4, atol=1e-3)
