@@ -15,7 +15,8 @@ On disk (``$GRAPHC_CACHE_DIR``, else ``$XDG_CACHE_HOME/graphc``, else
 
 written to a temporary file in the same folder and renamed (atomic), and
 verified on load: a truncated, corrupted, zero-length or foreign file is
-ignored (and replaced by the rebuilt entry), never loaded.
+ignored (and replaced by the rebuilt entry), never loaded. Because of that
+check, files are not fsync'ed: a file torn by an OS crash is just a miss.
 """
 
 from __future__ import annotations
@@ -122,10 +123,10 @@ def disk_put(key: str, payload: bytes) -> None:
         header = MAGIC + key.encode() + hashlib.sha256(payload).hexdigest().encode() + f"{len(payload):016x}".encode()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
+            # no fsync: after an OS crash a renamed file may be empty or torn, but disk_get
+            # verifies length and checksum and treats it as a miss (fsync cost ~5 ms per entry)
             with os.fdopen(fd, "wb") as f:
                 f.write(header + payload)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -165,19 +166,32 @@ def jit_with_object(mod):
     return engine, (objects[0] if objects else b"")
 
 
+def _host_target() -> str:
+    """Triple, CPU and features of this host: part of every key (machine code is host-specific)."""
+    from . import llvm_target
+    return llvm_target.host_description()
+
+
 def jit_cached(ir_text: str, label: str, level: int = 3):
     """An MCJIT engine for ``ir_text``, from the disk cache when possible (for runtime
     modules such as the thread pool that every process needs at start-up)."""
-    import llvmlite.binding as llvm
+    return jit_recipe(ir_text, label, lambda: ir_text, level)
 
+
+def jit_recipe(recipe: str, label: str, build, level: int = 3):
+    """An MCJIT engine for the module ``build()`` returns (IR text), keyed by ``recipe``.
+
+    ``recipe`` must determine the IR completely together with the compiler's source
+    (which every key includes): a text naming every input of ``build``. A disk-cache
+    hit then needs neither building the IR nor printing it (the thread pool's IR
+    takes milliseconds to build, its object loads in less than one)."""
     from . import llvm_target
     llvm_target.init()
-    target = f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {llvm_target.host_features()}"
-    key = make_key(ir_text, f"{label} opt={level}", target)
+    key = make_key(recipe, f"{label} opt={level}", _host_target())
     obj = disk_get(key)
     engine = load_object(obj) if obj is not None else None
     if engine is None:
-        engine, obj = jit_with_object(llvm_target.optimize(llvm_target.parse(ir_text), level))
+        engine, obj = jit_with_object(llvm_target.optimize(llvm_target.parse(build()), level))
         if obj:
             disk_put(key, obj)
     return engine

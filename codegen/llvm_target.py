@@ -25,7 +25,7 @@ import functools
 import llvmlite.binding as llvm
 
 __all__ = ["init", "target_machine", "parse", "optimize", "jit", "assembly",
-           "host_features"]
+           "host_features", "host_description"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,6 +44,13 @@ def host_features() -> str:
     """Host CPU feature string, e.g. ``'+avx512f,+fma,...'``."""
     init()
     return llvm.get_host_cpu_features().flatten()
+
+
+@functools.lru_cache(maxsize=None)
+def host_description() -> str:
+    """``'<triple> <cpu> <features>'`` of this host (cache keys name the target with it)."""
+    init()
+    return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {host_features()}"
 
 
 @functools.lru_cache(maxsize=None)

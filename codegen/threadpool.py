@@ -27,12 +27,15 @@ Why LLVM IR (and not C, OpenMP or Python threads)
 --------------------------------------------------
 graphc must install with pip alone, so there is no C compiler and no
 compiled extension.  The pool is therefore written in LLVM IR with llvmlite
-and JIT-compiled once per process (~ms); it calls libc directly through
-addresses obtained with ``ctypes`` (``pthread_create``, ``pthread_join``,
-``pthread_sigmask``, ``syscall`` for futex, ``sched_yield``, ``usleep``),
-baked into the IR as ``inttoptr`` constants -- no symbol resolution is
-needed.  numpy's OpenBLAS pool is not reusable (internal API), there is no
-OpenMP runtime we can count on, and Python threads would need the GIL.
+and JIT-compiled (about 40 ms, once: the object file is cached on disk, see
+``codegen.cache.jit_recipe``, and a later process loads it in about a
+millisecond without building the IR).  It calls libc directly
+(``pthread_create``, ``pthread_join``, ``pthread_sigmask``, ``syscall`` for
+futex, ``sched_yield``, ``usleep``), declared by name and resolved by the JIT
+when the code is loaded, so the machine code holds no process-specific
+address (libc moves with ASLR).  ``ctypes`` only checks which of them exist.
+numpy's OpenBLAS pool is not reusable (internal API), there is no OpenMP
+runtime we can count on, and Python threads would need the GIL.
 
 Protocol and memory ordering
 ----------------------------
@@ -132,7 +135,7 @@ import warnings
 from llvmlite import ir
 import llvmlite.binding as llvm
 
-__all__ = ["MAX_THREADS", "ThreadPool", "get_pool", "default_num_threads",
+__all__ = ["MAX_THREADS", "ThreadPool", "get_pool", "prepare_pool_in_background", "default_num_threads",
            "emit_parallel_for", "declare_parallel_for", "PARALLEL_FOR_NAME"]
 
 MAX_THREADS = 64  # total threads including the caller
@@ -186,6 +189,22 @@ def _compile(module: ir.Module):
         return cache.jit_cached(str(module), "threadpool", level=2)  # cached on disk across processes
     except (ImportError, AttributeError, TypeError):  # absent / API changed
         pass
+    return _compile_uncached(module)
+
+
+def _compile_pool(pool_ir: "_PoolIR"):
+    """The pool's engine, from the disk cache keyed by ``pool_ir.recipe`` when possible: a warm
+    process loads the object without building the IR."""
+    try:
+        from . import cache
+
+        return cache.jit_recipe(pool_ir.recipe, "threadpool", lambda: str(pool_ir.build()), level=2)
+    except (ImportError, AttributeError, TypeError):  # absent / API changed
+        pass
+    return _compile_uncached(pool_ir.build())
+
+
+def _compile_uncached(module: ir.Module):
     global _private_tm
     if _private_tm is None:
         with warnings.catch_warnings():
@@ -239,6 +258,11 @@ class _PoolIR:
         arch = platform.machine().lower()
         self.is_linux = sys.platform.startswith("linux")
         self.sys_futex = _SYS_FUTEX.get(arch) if self.is_linux and libc.get("syscall") else None
+        self.sigmask = bool(self.is_linux and libc.get("pthread_sigmask"))
+        # everything the IR depends on besides this file's source and the target (both in every
+        # cache key): the disk cache is keyed by it, so a warm process never builds the IR
+        self.recipe = (f"graphc threadpool arch={arch} linux={self.is_linux} futex={self.sys_futex} "
+                       f"sigmask={self.sigmask} max_threads={MAX_THREADS}")
         m = self.m = ir.Module(name="graphc_threadpool")
         m.triple = llvm.get_process_triple()
         self.pause = None
@@ -368,7 +392,7 @@ class _PoolIR:
         my_gen = b.alloca(_I32, name="my_gen")
         spins = b.alloca(_I64, name="spins")
         b.store(ir.Constant(_I32, 0), my_gen)  # gc_pool_start resets gen to 0
-        if self.is_linux and self.libc.get("pthread_sigmask"):
+        if self.sigmask:
             # block every async signal: they go to Python's threads instead
             mask = b.alloca(ir.ArrayType(_I64, 16), name="sigset")
             b.store(ir.Constant(ir.ArrayType(_I64, 16), [-1] * 16), mask)
@@ -711,9 +735,8 @@ class ThreadPool:
             libc = {k: 0 for k in ("pthread_create", "pthread_join", "sched_yield",
                                    "usleep", "syscall", "pthread_sigmask")}
         pool_ir = _PoolIR(libc)
-        module = pool_ir.build()
         self.uses_futex = pool_ir.sys_futex is not None
-        self.engine = _compile(module)
+        self.engine = _compile_pool(pool_ir)
         # Never free the engine: threads may run its code until process exit.
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(self.engine))
         addr = self.engine.get_function_address
@@ -822,6 +845,30 @@ def get_pool() -> ThreadPool:
                 if hasattr(os, "register_at_fork"):
                     os.register_at_fork(after_in_child=_fork_child)
     return _pool
+
+
+def prepare_pool_in_background() -> None:
+    """Start building (or loading) the pool on a helper thread, if nobody has yet.
+
+    The compiler calls this before its own Python work (passes, emission): the
+    pool's LLVM compilation releases the GIL, so it overlaps that work instead of
+    following it. ``get_pool()`` then simply waits for the pool under its lock.
+    Errors are left for ``get_pool()`` to raise again on the caller's thread.
+    """
+    global _preparing
+    if _pool is not None or _preparing is not None:
+        return
+
+    def prepare():
+        try:
+            get_pool()
+        except Exception:  # noqa: BLE001 - the caller's get_pool() raises it again
+            pass
+    _preparing = threading.Thread(target=prepare, name="graphc-pool-prepare", daemon=True)
+    _preparing.start()
+
+
+_preparing = None
 
 
 def _atexit_shutdown():

@@ -28,7 +28,6 @@ import gzip
 import hashlib
 import os
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -253,6 +252,8 @@ def fetch_file(url: str, dest, sha256: str, timeout: float = 60.0) -> Path:
     ``ChecksumError`` names both hashes. Any URL urllib opens works
     (``https://``, ``file://``).
     """
+    import urllib.request  # here, not at the top: it costs ~20 ms, and only a download needs it
+
     dest = Path(dest)
     want = sha256.lower()
     if dest.is_file() and sha256_file(dest) == want:
