@@ -18,7 +18,7 @@ import numpy as np
 from graphc.ir import Graph, Node
 from graphc.printer import format_graph
 
-from . import cache, llvm_target
+from . import cache, dispatch, llvm_target
 from .emit import ENTRY_NAME, RT_BLAS_RESTORE, RT_BLAS_SERIAL, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, emit_module
 from .plan import Plan
 from .plan import plan as make_plan
@@ -180,6 +180,7 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     start = time.perf_counter()
     llvm_target.host_description()  # LLVM calls of the key, before the pool's thread takes llvmlite's lock
     prepare_pool_in_background()  # its LLVM work overlaps the passes and emission below
+    dispatch.prepare_in_background()  # the native call path, likewise
     folder = dump_requested(dump, graph.name)
     dumper = Dumper(folder) if folder else None
     key = graph_key(graph, update_params, opt_level)

@@ -52,6 +52,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import sysconfig
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -485,11 +486,33 @@ METH_FASTCALL = 0x0080
 _STATE: dict = {}
 
 
+_BUILD_LOCK = threading.Lock()
+
+
+def prepare_in_background() -> None:
+    """Build (or load) the dispatcher on a helper thread, if nobody has yet: the compiler calls
+    this before its passes, so the LLVM work (which releases the GIL) overlaps them."""
+    if "native" in _STATE or "preparing" in _STATE:
+        return
+    _STATE["preparing"] = threading.Thread(target=_native, name="graphc-dispatch-prepare", daemon=True)
+    _STATE["preparing"].start()
+
+
 def _native():
-    """(engine, PyMethodDef) of this process's dispatcher, built once; None if unavailable."""
+    """(engine, PyMethodDef, lock, unlock) of this process's dispatcher, built once; None if
+    unavailable."""
     if "native" in _STATE:
         return _STATE["native"]
-    _STATE["native"] = None
+    with _BUILD_LOCK:
+        if "native" not in _STATE:
+            try:
+                _STATE["native"] = _build_native()
+            except Exception:  # noqa: BLE001 - no dispatcher: the Python call path is used
+                _STATE["native"] = None
+    return _STATE["native"]
+
+
+def _build_native():
     if not layout_ok():
         return None
     import llvmlite.binding as llvm
@@ -498,7 +521,9 @@ def _native():
     llvm_target.init()
     for name in API:  # resolve the C API through this process's own symbols
         llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
-    engine = cache.jit_cached(str(build_module()), "dispatch", level=2)
+    # the module has no inputs but this file (every cache key includes the compiler's source):
+    # a disk hit needs no IR at all; O1 is plenty for word-level code
+    engine = cache.jit_recipe("graphc_dispatch", "dispatch", lambda: str(build_module()), level=1)
     addr = engine.get_function_address("graphc_dispatch")
     if not addr:
         return None
@@ -506,8 +531,7 @@ def _native():
     lock_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
     lock = lock_type(engine.get_function_address("graphc_table_lock"))
     unlock = lock_type(engine.get_function_address("graphc_table_unlock"))
-    _STATE["native"] = (engine, mdef, lock, unlock)
-    return _STATE["native"]
+    return engine, mdef, lock, unlock
 
 
 def table_lock(table: np.ndarray):
