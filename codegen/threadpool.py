@@ -135,7 +135,7 @@ import warnings
 from llvmlite import ir
 import llvmlite.binding as llvm
 
-__all__ = ["MAX_THREADS", "ThreadPool", "get_pool", "prepare_pool_in_background", "default_num_threads",
+__all__ = ["MAX_THREADS", "ThreadPool", "get_pool", "default_num_threads",
            "emit_parallel_for", "declare_parallel_for", "PARALLEL_FOR_NAME"]
 
 MAX_THREADS = 64  # total threads including the caller
@@ -845,30 +845,6 @@ def get_pool() -> ThreadPool:
                 if hasattr(os, "register_at_fork"):
                     os.register_at_fork(after_in_child=_fork_child)
     return _pool
-
-
-def prepare_pool_in_background() -> None:
-    """Start building (or loading) the pool on a helper thread, if nobody has yet.
-
-    The compiler calls this before its own Python work (passes, emission): the
-    pool's LLVM compilation releases the GIL, so it overlaps that work instead of
-    following it. ``get_pool()`` then simply waits for the pool under its lock.
-    Errors are left for ``get_pool()`` to raise again on the caller's thread.
-    """
-    global _preparing
-    if _pool is not None or _preparing is not None:
-        return
-
-    def prepare():
-        try:
-            get_pool()
-        except Exception:  # noqa: BLE001 - the caller's get_pool() raises it again
-            pass
-    _preparing = threading.Thread(target=prepare, name="graphc-pool-prepare", daemon=True)
-    _preparing.start()
-
-
-_preparing = None
 
 
 def _atexit_shutdown():
