@@ -20,7 +20,9 @@ exp     n = rint(x/ln2) by the shifter trick (k = fma(x, 1/ln2, 1.5*2^mant),
         first step exact), |r| <= ln2/2;  e^r = 1 + r + r^2*Q(r),
         Q degree 5 (f32, err 2^-28.7) / 10 (f64, err 2^-61).  The scaling by
         2^n is split as 2^(n>>1) * 2^(n - (n>>1)) so overflow to inf and
-        gradual underflow to subnormals round exactly once.  x is clamped
+        gradual underflow to subnormals round exactly once; the first factor
+        is applied by the fma that adds the 1 (fma(p, s1, s1) = s1 round(1+p)
+        exactly, s1 normal).  x is clamped
         to [EXP_LO, EXP_HI] by selects that let NaN through (NaN r -> NaN).
 expm1   same reduction, the rounding error of r kept (r + rl);
         e^r - 1 = ph + pl (r + r^2 Q(r) by fast TwoSum) and
@@ -453,8 +455,12 @@ def _exp(fp: FP, x):
     xc = _clamp_keep_nan(fp, x, k["EXP_LO"], k["EXP_HI"])
     kk, _, r = _exp_shift_reduce(fp, xc)
     ni = fp.isub(fp.bits(kk), fp.bits(k["SHIFT"]))      # n as an integer
-    p = fp.add(_expm1_poly(fp, r), 1.0)
-    return fp.ldexp(p, ni)                               # NaN stays NaN (p is NaN)
+    # 2^n (1 + p) as (2^n1 (1 + p)) 2^n2 (n1 = n >> 1, n2 = n - n1): the fma
+    # gives 2^n1 round(1 + p) exactly (normal), the product rounds once
+    # into inf or the subnormals.  NaN x: p is NaN, so is the result.
+    n1 = fp.ashr(ni, 1)
+    s1 = fp.pow2(n1)
+    return fp.mul(fp.fma(_expm1_poly(fp, r), s1, s1), fp.pow2(fp.isub(ni, n1)))
 
 
 def _expm1(fp: FP, x):
