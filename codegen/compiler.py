@@ -19,7 +19,7 @@ from graphc.ir import Graph, Node
 from graphc.printer import format_graph
 
 from . import cache, dispatch, llvm_target
-from .emit import ENTRY_NAME, RT_BLAS_RESTORE, RT_BLAS_SERIAL, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, emit_module
+from .abi import ENTRY_NAME, RT_BLAS_RESTORE, RT_BLAS_SERIAL, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, RUNTIME_TABLE_SIZE
 from .plan import Plan
 from .plan import plan as make_plan
 from .runtime import CompiledFunction, NativeCode
@@ -43,8 +43,8 @@ def blas_info():
 
 def runtime_table() -> np.ndarray:
     """[parallel_for, sgemm, dgemm, blas_serial, blas_restore] addresses for this process
-    (0 where unavailable; see ``codegen.emit``)."""
-    table = np.zeros(5, np.int64)
+    (0 where unavailable; see ``codegen.abi``)."""
+    table = np.zeros(RUNTIME_TABLE_SIZE, np.int64)
     try:
         from .threadpool import get_pool
         pool = get_pool()
@@ -90,6 +90,7 @@ _NEVER_SMALL_KINDS = {"matmul", "softmax"}
 
 def _emit(p: Plan, name: str):
     """The plan's LLVM module (small kernels marked, see _mark_small_kernels) and its kernels."""
+    from .emit import emit_module  # not needed to load cached code
     module, kernels = emit_module(p, blas=blas_info(), name=name)
     _mark_small_kernels(module, kernels)
     return module, kernels
@@ -135,17 +136,19 @@ def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
     module, kernels = _emit(p, name)
     text = str(module)
     mod = llvm_target.optimize(llvm_target.parse(text), opt_level)
-    optimized = str(mod)
     engine, obj = cache.jit_with_object(mod)
-    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), text, optimized,
-                        _assembly_of(optimized), kernels)
+    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), text, "", None, kernels,
+                        optimized_ir_fn=lambda: str(mod))  # the engine owns (keeps) the module
+    native.assembly_fn = _assembly_of(lambda: native.stage("optimized_ir"))
     return native, obj
 
 
-def _assembly_of(optimized_ir: str):
+def _assembly_of(optimized_ir):
+    """``() -> assembly text`` of an optimized module, given its IR text or ``() -> text``."""
     def asm() -> str:
         import llvmlite.binding as llvm
-        return llvm_target.target_machine().emit_assembly(llvm.parse_assembly(optimized_ir))
+        text = optimized_ir() if callable(optimized_ir) else optimized_ir
+        return llvm_target.target_machine().emit_assembly(llvm.parse_assembly(text))
     return asm
 
 

@@ -35,6 +35,7 @@ from graphc.ir import Node
 from graphc.passes.layout import blas_layout, resolve_view, row_major
 
 from . import expr as X
+from .abi import ENTRY_NAME, RT_BLAS_RESTORE, RT_BLAS_SERIAL, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM
 from .loops import accumulate_var, const64, for_range, loop_nest
 from .plan import Kernel, Plan
 from .scalar import I8, I64, ScalarBuilder, llvm_type, lower_scalar
@@ -43,10 +44,8 @@ VOID = ir.VoidType()
 I8P = I8.as_pointer()
 I8PP = I8P.as_pointer()
 KERNEL_TYPE = ir.FunctionType(VOID, [I8P, I64])
-ENTRY_NAME = "graphc_run"
 GRAIN = 1 << 15  # elements per chunk of a parallel loop
 MAX_CHUNKS = 256
-RT_PARALLEL_FOR, RT_SGEMM, RT_DGEMM, RT_BLAS_SERIAL, RT_BLAS_RESTORE = 0, 1, 2, 3, 4
 
 
 def _prod(xs) -> int:

@@ -123,11 +123,15 @@ class NativeCode:
     assembly_fn: object = None  # () -> str, produced on demand
     kernels: list = field(default_factory=list)
     lazy_details: object = None
+    optimized_ir_fn: object = None  # () -> str: printing the optimized module costs ms, so on demand
 
     def _details(self):
         if self.lazy_details is not None:
             self.llvm_ir, self.optimized_ir, self.assembly_fn, self.kernels = self.lazy_details()
             self.lazy_details = None
+        if self.optimized_ir_fn is not None:
+            self.optimized_ir = self.optimized_ir_fn()
+            self.optimized_ir_fn = None
 
     def stage(self, name: str):
         self._details()
@@ -400,7 +404,7 @@ class CompiledFunction:
                     times.append(time.perf_counter() - t)
                 rows.append((code.name, code.chunks, statistics.median(times) * 1e6))
         # as the entry point does: BLAS single-threaded while GEMMs run in chunks on the pool
-        from .emit import RT_BLAS_RESTORE, RT_BLAS_SERIAL
+        from .abi import RT_BLAS_RESTORE, RT_BLAS_SERIAL
         hooks = [ctypes.CFUNCTYPE(None)(int(table[i])) if table[i] else None for i in (RT_BLAS_SERIAL, RT_BLAS_RESTORE)]
         if hooks[0] is not None:
             hooks[0]()
