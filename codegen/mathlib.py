@@ -573,7 +573,7 @@ def _sigmoid(fp: FP, x):
     exp of t = -|x| <= 0 only (clamped below at EXP_LO; NaN passes and gives
     NaN).  Numerator and denominator are both scaled by 2^S (S = 64 / 128)
     so that every intermediate is normal: E = fma(p, 2^(n+S), 2^(n+S)) =
-    2^S round(2^n (1 + p)) exactly (p = e^r - 1), den = round(2^S + E),
+    2^(n+S) round(1 + p) exactly (p = e^r - 1), den = round(2^S + E),
     num = 2^S or E; the division is then the only rounding into the
     subnormals (tiny results are rounded once, not twice).  About 20
     vector ops (f32) with the division.
