@@ -18,7 +18,7 @@ import numpy as np
 from graphc.ir import Graph, Node
 from graphc.printer import format_graph
 
-from . import cache, dispatch, llvm_target
+from . import cache, llvm_target
 from .abi import ENTRY_NAME, RT_BLAS_RESTORE, RT_BLAS_SERIAL, RT_DGEMM, RT_PARALLEL_FOR, RT_SGEMM, RUNTIME_TABLE_SIZE
 from .plan import Plan
 from .plan import plan as make_plan
