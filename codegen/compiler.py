@@ -181,8 +181,6 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     from graphc.dump import Dumper, after_compile, dump_requested
     from graphc.passes.pipeline import run_pipeline
     start = time.perf_counter()
-    llvm_target.host_description()  # LLVM calls of the key, before the helper thread takes llvmlite's lock
-    dispatch.prepare_in_background()  # the native call path: its LLVM work overlaps the passes below
     folder = dump_requested(dump, graph.name)
     dumper = Dumper(folder) if folder else None
     key = graph_key(graph, update_params, opt_level)
