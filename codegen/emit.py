@@ -90,6 +90,7 @@ class KernelContext:
         self.ptrs: dict[int, ir.Value] = {}
         self.dtype_of_slot = {bs.slot: bs.node.dtype for bs in plan.buffers}
         self.err = None
+        self.written: set[int] = set()  # slots this function writes (see ValueEmitter.load)
 
     @contextmanager
     def at_entry(self):
@@ -174,6 +175,11 @@ class ValueEmitter:
     def load(self, slot, dtype: DType, off):
         b = self.b
         v = b.load(b.gep(self.kc.ptr(slot), [off]))
+        if slot not in self.kc.written:
+            # nothing writes this buffer while the kernel runs (its own output never shares memory
+            # with an input: see plan.assign_arena): LLVM may hoist the load out of inner loops,
+            # e.g. a gather's row index, which it otherwise re-reads for every element
+            v.set_metadata("invariant.load", self.kc.module.add_metadata([]))
         return b.icmp_unsigned("!=", v, ir.Constant(I8, 0)) if dtype.is_bool else v
 
     def value(self, e):
@@ -633,6 +639,7 @@ def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) ->
     fn = ir.Function(module, KERNEL_TYPE, name=name)  # external: the profiler calls kernels one by one
     fn.attributes.add("noinline")  # each kernel is optimized once, not copied into the entry
     kc = KernelContext(module, fn, plan)
+    kc.written.add(target.slot)
     chunks = emit(kc, target)
     kc.finish()
     return name, chunks
