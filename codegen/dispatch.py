@@ -45,6 +45,11 @@ items inline at 24; a list's item pointer at 24; numpy's ``PyArrayObject``
 ``data`` at 16, ``nd`` (int) at 24, ``dimensions`` at 32, ``descr`` at 56,
 ``flags`` (int) at 64 — the public ``PyArrayObject_fields`` of numpy 1.x and
 2.x. Reference counts change only through ``Py_IncRef``/``Py_DecRef``.
+
+The same module holds ``graphc_table_lock``/``graphc_table_unlock`` (the
+call lock, for the Python side) and ``graphc_blas_serial``/``graphc_blas_restore``
+(BLAS single-threaded while GEMMs run in chunks on graphc's pool; see
+``codegen.emit.emit_matmul``).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ BUFS, ENTRY, NDARRAY, N_IN, N_OUT, SINGLE, SLOW, RAISE, EMPTY_TUPLE, EPOCH_ADDR,
     STATUS, LOCK, RELEASE_GIL, EMPTY_FN = range(15)
 HEADER = 16
 IN_FIELDS = 4    # per input: slot, dtype object, rank, index of its first dimension in the table
-OUT_FIELDS = 3   # per output: slot, index of the (shape, dtype) args tuple's address, unused
+OUT_FIELDS = 2   # per output: slot, address of its (shape, dtype) tuple for numpy.empty
 # numpy flags
 C_CONTIGUOUS, ALIGNED = 0x1, 0x100
 

@@ -172,8 +172,6 @@ class CompiledFunction:
         self._recycled: dict[int, np.ndarray] = {}  # output slot -> last array (reused if unreferenced)
         self._local = threading.local()  # per-thread scratch arena
         self._arena = None  # the native path's arena (its calls hold the function's lock)
-        from . import dispatch
-        self._from_epoch = dispatch.EPOCH_SEEN
         self._native_call = None if os.environ.get("GRAPHC_PYTHON_CALLS") else self._make_native_call()
 
     # ---------------------------------------------------------------- calling
@@ -272,6 +270,7 @@ class CompiledFunction:
 
     def _fill_fixed(self):
         """Parameter/constant addresses and the scratch arena into the native path's buffer table."""
+        from .dispatch import EPOCH_SEEN
         epoch = int(VALUE_EPOCH[0])
         arrays = []
         for slot, node in self._fixed:
@@ -285,7 +284,7 @@ class CompiledFunction:
             for b in self._temps:
                 self._bufs[b.slot] = base + b.offset
         self._held[:] = arrays + [self._arena]  # the table refers to them by address: keep them alive
-        self._table[self._from_epoch] = epoch
+        self._table[EPOCH_SEEN] = epoch
 
     def _raise_index_error(self):
         raise IndexError("an index given to take/gather or scatter_add was out of range "

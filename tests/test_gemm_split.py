@@ -105,3 +105,19 @@ def test_split_gemm_of_sliced_operands(ta):
     bv = rng.standard_normal((350, 200)).astype(np.float32)
     op_a = av[10:360, 50:250].T if ta else av[50:250, 10:360]
     np.testing.assert_allclose(f(av, bv), op_a.astype(np.float64) @ bv, rtol=1e-4, atol=1e-3)
+
+
+def test_module_with_a_huge_gemm_leaves_blas_its_threads():
+    a = gc.placeholder((1024, 1024), gc.float32, "a")
+    b = gc.placeholder((1024, 256), gc.float32, "b")
+    f = gc.compile([a, b], [a @ a, a @ b])  # 2^30 multiply-adds: BLAS threads for every GEMM
+    assert not split_kernels(f)
+    half = gc.placeholder((512, 1024), gc.float32, "half")
+    g = gc.compile([half, b], half @ b)  # 2^27: chunks
+    assert emit._gemm_macs(g.plan.kernels[0]) == 512 * 1024 * 256 < emit.HUGE_GEMM_MACS
+    assert split_kernels(g)
+    av = np.ones((1024, 1024), np.float32)
+    bv = np.ones((1024, 256), np.float32)
+    out = f(av, bv)
+    np.testing.assert_array_equal(out[0], 1024.0)
+    np.testing.assert_array_equal(out[1], 1024.0)
