@@ -107,7 +107,8 @@ def _mark_small_kernels(module, kernels) -> None:
     marked (``_NEVER_SMALL_KINDS``).
     """
     for code, elements in _function_elements(kernels):
-        if elements < SMALL_KERNEL_ELEMENTS:
+        # a lane-padded loop (codegen.emit._padded_inner) vectorizes only at full optimization
+        if elements < SMALL_KERNEL_ELEMENTS and not code.padded:
             module.globals[code.name].attributes.add("optsize")
 
 

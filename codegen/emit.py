@@ -71,6 +71,7 @@ class KernelCode:
     kernel: Kernel
     chunks: int
     summary: str
+    padded: bool = False  # has a lane-padded inner loop (see _padded_inner): needs the vectorizer
 
     @property
     def kind(self) -> str:
@@ -91,6 +92,7 @@ class KernelContext:
         self.dtype_of_slot = {bs.slot: bs.node.dtype for bs in plan.buffers}
         self.err = None
         self.written: set[int] = set()  # slots this function writes (see ValueEmitter.load)
+        self.padded = False  # a lane-padded inner loop was emitted (see _padded_inner)
 
     @contextmanager
     def at_entry(self):
@@ -284,10 +286,30 @@ def emit_elementwise(kc: KernelContext, k: Target) -> int:
     bounds = [(0, s) for s in cshape]
     if bounds:
         bounds[0] = _chunk_bounds(b, kc.fn.args[1], cshape[0], chunks)
+    lanes = _padded_inner(cshape, node.dtype)
+    if lanes:
+        bounds[-1] = (0, lanes)
+        kc.padded = True
     with loop_nest(b, bounds) as idx:
-        ve = ValueEmitter(kc, idx)
-        ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
+        if lanes:  # lanes past the row's end do nothing: the vectorizer masks them
+            inside = b.icmp_signed("<", idx[-1], const64(cshape[-1]))
+            with b.if_then(inside):
+                ve = ValueEmitter(kc, idx)
+                ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
+        else:
+            ve = ValueEmitter(kc, idx)
+            ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
     return chunks
+
+
+def _padded_inner(cshape, dtype: DType) -> int:
+    """A short innermost loop (e.g. 10 classes next to a per-row operand, which keeps the two
+    dims apart) does not vectorize; run it over one full vector of lanes (64 bytes) with the
+    lanes past its end masked off, or return 0 to leave it alone."""
+    if len(cshape) < 2 or dtype.itemsize not in (4, 8):
+        return 0
+    lanes = 64 // dtype.itemsize
+    return lanes if lanes // 2 < cshape[-1] < lanes else 0
 
 
 _IDENTITY = {"sum": 0, "mean": 0, "prod": 1}
@@ -646,14 +668,14 @@ EMITTERS = {"elementwise": emit_elementwise, "reduce": emit_reduce, "softmax": e
             "scatter_add": emit_scatter_add}
 
 
-def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) -> tuple[str, int]:
+def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) -> tuple[str, int, bool]:
     fn = ir.Function(module, KERNEL_TYPE, name=name)  # external: the profiler calls kernels one by one
     fn.attributes.add("noinline")  # each kernel is optimized once, not copied into the entry
     kc = KernelContext(module, fn, plan)
     kc.written.add(target.slot)
     chunks = emit(kc, target)
     kc.finish()
-    return name, chunks
+    return name, chunks, kc.padded
 
 
 def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module, list[KernelCode]]:
@@ -682,17 +704,17 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
         else:
             emit = EMITTERS[k.kind]
         target = Target(first, k.slot, slots, k.accumulate)
-        fname, chunks = _function(module, plan, f"k{i}_{first.op}", emit, target)
+        fname, chunks, padded = _function(module, plan, f"k{i}_{first.op}", emit, target)
         if k.kind == "matmul" and chunks > 1:
             split_gemms.add(fname)
         codes.append(KernelCode(fname, k, chunks, f"{k.kind} {first.op} {k.node.type}"
-                                + (" (in place: C = alpha AB + beta C)" if k.accumulate else "")))
+                                + (" (in place: C = alpha AB + beta C)" if k.accumulate else ""), padded))
         if heavy is not None and heavy is not root and k.accumulate is None:
             epi_slots = dict(slots)
             epi_slots[id(heavy)] = k.slot
-            fname, chunks = _function(module, plan, f"k{i}_epilogue_{root.op}", emit_elementwise,
-                                      Target(root, k.slot, epi_slots))
-            codes.append(KernelCode(fname, k, chunks, f"epilogue {root.op} {k.node.type}"))
+            fname, chunks, padded = _function(module, plan, f"k{i}_epilogue_{root.op}", emit_elementwise,
+                                              Target(root, k.slot, epi_slots))
+            codes.append(KernelCode(fname, k, chunks, f"epilogue {root.op} {k.node.type}", padded))
 
     entry = ir.Function(module, ir.FunctionType(VOID, [I8PP]), name=ENTRY_NAME)
     b = ir.IRBuilder(entry.append_basic_block("entry"))
