@@ -55,6 +55,7 @@ call lock, for the Python side) and ``graphc_blas_serial``/``graphc_blas_restore
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import sysconfig
 import threading
@@ -467,8 +468,30 @@ def blas_hooks(info) -> tuple[int, int]:
         info.set_num_threads_address
     ctypes.c_int64.from_address(engine.get_global_value_address("gc_blas_get")).value = \
         info.get_num_threads_address
+    _STATE["blas_words"] = {name: ctypes.c_int64.from_address(engine.get_global_value_address(name))
+                            for name in ("gc_blas_active", "gc_blas_saved", "gc_blas_lock")}
+    _STATE["blas_info"] = info
     return (engine.get_function_address("graphc_blas_serial"),
             engine.get_function_address("graphc_blas_restore"))
+
+
+def _blas_after_fork():
+    """A forked child has only the forking thread: calls that other threads were running in the
+    parent never end there. Give BLAS its thread count back and reset the count and lock."""
+    words = _STATE.get("blas_words")
+    if not words:
+        return
+    if words["gc_blas_active"].value:
+        try:
+            _STATE["blas_info"].set_num_threads(int(words["gc_blas_saved"].value))
+        except Exception:  # noqa: BLE001 - a BLAS without the control: nothing to give back
+            pass
+    words["gc_blas_active"].value = 0
+    words["gc_blas_lock"].value = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_blas_after_fork)
 
 
 def _release_outputs(g: _Builder, outs, n):

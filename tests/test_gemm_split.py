@@ -121,3 +121,32 @@ def test_module_with_a_huge_gemm_leaves_blas_its_threads():
     out = f(av, bv)
     np.testing.assert_array_equal(out[0], 1024.0)
     np.testing.assert_array_equal(out[1], 1024.0)
+
+
+def test_forked_child_gets_blas_threads_back():
+    import os
+    from graphc.codegen import dispatch
+    info = blas_info()
+    if not hasattr(os, "fork") or not info.can_set_threads:
+        pytest.skip("needs fork and a BLAS thread control")
+    a = gc.placeholder((256, 256), gc.float32, "a")
+    f = gc.compile([a], a @ a)
+    assert split_kernels(f)
+    before = info.get_num_threads()
+    words = dispatch._STATE["blas_words"]
+    serial = dispatch._native()[0].get_function_address("graphc_blas_serial")
+    import ctypes
+    ctypes.CFUNCTYPE(None)(serial)()  # as if a thread were inside a call at fork time
+    try:
+        assert info.get_num_threads() == 1 or before == 1
+        pid = os.fork()
+        if pid == 0:
+            ok = info.get_num_threads() == before and words["gc_blas_active"].value == 0
+            ok = ok and bool(np.array_equal(f(np.ones((256, 256), np.float32)), np.full((256, 256), 256.0)))
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+    finally:
+        restore = dispatch._native()[0].get_function_address("graphc_blas_restore")
+        ctypes.CFUNCTYPE(None)(restore)()
+    assert info.get_num_threads() == before
