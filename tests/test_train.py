@@ -120,6 +120,40 @@ def test_trainer_learns_blobs_and_evaluates_exactly(tmp_path):
         np.testing.assert_array_equal(p.value, v)
 
 
+def test_fit_gathers_inside_the_step_exactly_like_batches_outside():
+    """fit's step(x, y, idx) (rows gathered in the compiled code) = step(x[idx], y[idx]) on the
+    same seeded order; both forms share the parameters and the optimizer's state."""
+    x, y = _blobs(200, 3)
+    runs = []
+    for use_fit in (True, False):
+        model = nn.MLP([2, 8, 3], seed=1, name=f"g{use_fit}")
+        tr = train.Trainer(model, model.params, optim.Momentum(0.1, 0.9), batch_size=16, x_shape=(2,))
+        if use_fit:
+            hist = tr.fit(x, y, epochs=3, seed=5, progress=False)
+            losses = hist.losses
+        else:
+            losses = []
+            order = gc.data.Batches(x.astype(np.float32), y, batch_size=16, seed=5, drop_last=True)
+            for _ in range(3):
+                for xb, yb in order:
+                    losses.append(float(tr.step(xb, yb)[0]))
+        runs.append(([p.value.copy() for p in model.params], losses, tr.optimizer.t))
+    (pa, la, ta), (pb, lb, tb) = runs
+    assert ta == tb == 3 * (200 // 16)
+    np.testing.assert_array_equal(la, lb)
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_checks_the_training_set():
+    model = nn.MLP([2, 4, 3], seed=0, name="chk")
+    tr = train.Trainer(model, model.params, optim.SGD(0.1), batch_size=8, x_shape=(2,))
+    with pytest.raises(ValueError, match="differ in length: 20 and 19"):
+        tr.fit(np.zeros((20, 2)), np.zeros(19, np.int64), progress=False)
+    with pytest.raises(ValueError, match=r"examples of shape \(3,\)"):
+        tr.fit(np.zeros((20, 3)), np.zeros(20, np.int64), progress=False)
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def _adam_setup(seed=0):
