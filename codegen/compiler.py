@@ -56,8 +56,9 @@ def runtime_table() -> np.ndarray:
     if info is not None:
         table[RT_SGEMM] = info.sgemm.address
         table[RT_DGEMM] = info.dgemm.address
-        from .dispatch import blas_hooks
-        table[RT_BLAS_SERIAL], table[RT_BLAS_RESTORE] = blas_hooks(info)
+        if table[RT_PARALLEL_FOR]:  # GEMM chunks run in parallel only with the pool: else BLAS keeps its threads
+            from .dispatch import blas_hooks
+            table[RT_BLAS_SERIAL], table[RT_BLAS_RESTORE] = blas_hooks(info)
     return table
 
 

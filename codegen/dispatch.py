@@ -22,8 +22,9 @@ the rest only keeps alive what the table points to. A call:
    ``Node.value`` assignments bump). Anything else (a list, a strided view,
    a wrong shape, ...) goes to the *slow path*: the Python
    ``CompiledFunction._slow_call``, which raises the descriptive error or
-   converts the input (the documented copy), refreshes the parameter
-   addresses, and calls the builtin again;
+   converts the input (the documented copy), takes the parameters' current
+   arrays, and makes the call itself through ``graphc_locked_call`` (the
+   addresses, the call and the status under the lock, in one native call);
 2. *outputs*: last call's output array is reused when the list holds its
    only reference (nobody else can see it change); else a new one comes from
    ``numpy.empty(shape, dtype)``. Reused arrays are claimed (reference taken)
@@ -46,8 +47,9 @@ items inline at 24; a list's item pointer at 24; numpy's ``PyArrayObject``
 ``flags`` (int) at 64 — the public ``PyArrayObject_fields`` of numpy 1.x and
 2.x. Reference counts change only through ``Py_IncRef``/``Py_DecRef``.
 
-The same module holds ``graphc_table_lock``/``graphc_table_unlock`` (the
-call lock, for the Python side) and ``graphc_blas_serial``/``graphc_blas_restore``
+The same module holds ``graphc_locked_call`` (the slow path's call: buffer
+addresses, the call and the status under the lock, in one native call) and
+``graphc_blas_serial``/``graphc_blas_restore``
 (BLAS single-threaded while GEMMs run in chunks on graphc's pool; see
 ``codegen.emit.emit_matmul``).
 """
@@ -376,34 +378,47 @@ def build_module() -> ir.Module:
     res = g.api("PyObject_Call", g.as_ptr(g.word(t, SLOW)), tup, null)
     g.api("Py_DecRef", tup)
     b.ret(res)
-    _build_lock_functions(m)
+    _build_locked_call(m)
     _build_blas_hooks(m)
     return m
 
 
-def _build_lock_functions(m: ir.Module):
-    """``graphc_table_lock(i64* table)`` / ``graphc_table_unlock``: the same lock, for Python
-    (called through ctypes, which releases the GIL while it waits)."""
-    fnty = ir.FunctionType(ir.VoidType(), [_I64P])
-    lock_fn = ir.Function(m, fnty, "graphc_table_lock")
-    g = _Builder(lock_fn, m)
+def _build_locked_call(m: ir.Module):
+    """``i64 graphc_locked_call(i64* table, i64* slots, i64* addrs, i64 n, i64 epoch)``: the slow
+    path's call. Under the function's lock: ``bufs[slots[i]] = addrs[i]`` for every i (the
+    parameters, the arena, the inputs and outputs the Python side prepared), ``EPOCH_SEEN =
+    epoch``, the one call of the entry point; returns the status word. Called through ctypes,
+    which releases the GIL for the whole of it: no Python runs while the lock is held, so neither
+    an exception, a signal nor a finalizer can leave the lock taken or wait for it under itself.
+    """
+    fnty = ir.FunctionType(_I64, [_I64P, _I64P, _I64P, _I64, _I64])
+    fn = ir.Function(m, fnty, "graphc_locked_call")
+    t, slots, addrs, n, epoch = fn.args
+    g = _Builder(fn, m)
     b = g.b
-    lock = g.word_ptr(lock_fn.args[0], LOCK)
-    spin, done = g.block("spin"), g.block("done")
+    lock = g.word_ptr(t, LOCK)
+    spin, locked, wait = g.block("spin"), g.block("locked"), g.block("wait")
     b.branch(spin)
     b.position_at_end(spin)
     got = b.extract_value(b.cmpxchg(lock, g.const(0), g.const(1), "acquire", "monotonic"), 1)
-    wait = g.block("wait")
-    b.cbranch(got, done, wait)
+    b.cbranch(got, locked, wait)
     b.position_at_end(wait)
     g.api("sched_yield")
     b.branch(spin)
+    b.position_at_end(locked)
+    bufs = b.inttoptr(g.word(t, BUFS), _I64P)
+    i, head, done = g.counted_loop(n, "fill")
+    b.store(b.load(b.gep(addrs, [i])), b.gep(bufs, [b.load(b.gep(slots, [i]))]))
+    g.loop_next(i, head)
     b.position_at_end(done)
-    b.ret_void()
-    unlock_fn = ir.Function(m, fnty, "graphc_table_unlock")
-    g = _Builder(unlock_fn, m)
-    g.b.store_atomic(g.const(0), g.word_ptr(unlock_fn.args[0], LOCK), "release", 8)
-    g.b.ret_void()
+    b.store(epoch, g.word_ptr(t, EPOCH_SEEN))
+    status = g.word_ptr(t, STATUS)
+    b.store(g.const(0), status)
+    run = b.inttoptr(g.word(t, ENTRY), ir.FunctionType(ir.VoidType(), [_P]).as_pointer())
+    b.call(run, [b.bitcast(bufs, _P)])
+    st = b.load(status)
+    b.store_atomic(g.const(0), lock, "release", 8)
+    b.ret(st)
 
 
 def _build_blas_hooks(m: ir.Module):
@@ -518,7 +533,7 @@ _BUILD_LOCK = threading.Lock()
 
 
 def _native():
-    """(engine, PyMethodDef, lock, unlock) of this process's dispatcher, built once; None if
+    """(engine, PyMethodDef, locked_call) of this process's dispatcher, built once; None if
     unavailable."""
     if "native" in _STATE:
         return _STATE["native"]
@@ -550,25 +565,14 @@ def _build_native():
     if not addr:
         return None
     mdef = _MethodDef(b"graphc_dispatch", addr, METH_FASTCALL, None)
-    lock_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-    lock = lock_type(engine.get_function_address("graphc_table_lock"))
-    unlock = lock_type(engine.get_function_address("graphc_table_unlock"))
-    return engine, mdef, lock, unlock
+    call_type = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_int64, ctypes.c_int64)
+    return engine, mdef, call_type(engine.get_function_address("graphc_locked_call"))
 
 
-def table_lock(table: np.ndarray):
-    """Hold ``table``'s call lock (a context manager): no native call of that function runs meanwhile."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def held():
-        _, _, lock, unlock = _native()
-        lock(table.ctypes.data)
-        try:
-            yield
-        finally:
-            unlock(table.ctypes.data)
-    return held()
+def locked_call(table: np.ndarray, slots: np.ndarray, addrs: np.ndarray, epoch: int) -> int:
+    """``graphc_locked_call`` (see ``_build_locked_call``) on int64 arrays; returns the status."""
+    return _native()[2](table.ctypes.data, slots.ctypes.data, addrs.ctypes.data, len(slots), epoch)
 
 
 _new_builtin = None

@@ -724,7 +724,7 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
     hook_type = ir.FunctionType(VOID, []).as_pointer()
     serial_blas = None
     if split_gemms:  # BLAS single-threaded while this call runs: the pool runs the GEMM chunks
-        serial_blas = b.load(b.gep(table, [const64(RT_BLAS_SERIAL)]))
+        serial_blas = b.load(b.gep(table, [const64(RT_BLAS_SERIAL)]))  # 0 without a pool (compiler.runtime_table)
         have_serial = b.icmp_unsigned("!=", serial_blas, const64(0))
         with b.if_then(have_serial):
             b.call(b.inttoptr(serial_blas, hook_type), [])

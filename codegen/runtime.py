@@ -35,6 +35,12 @@ a NaN and the user's line.
 Calls of one compiled function from several threads run one at a time (a
 lock per function: the parameters, the buffer table and the scratch arena
 are shared state); calls of different functions run concurrently.
+
+Two things are the caller's to keep: inputs must not share memory with the
+function's parameters (a kernel may read an input that is never written
+while it runs: pass a copy), and a parameter's array is re-checked only when
+it is re-bound (``node.value = new_array``), so marking it read-only in place
+after the first call goes unnoticed.
 """
 
 from __future__ import annotations
@@ -80,11 +86,14 @@ def _addr(a: np.ndarray) -> int:
 
 def _exact(a: np.ndarray, t) -> np.ndarray:
     """``a`` as an array the native path accepts without a second look: exactly ``numpy.ndarray``,
-    numpy's own dtype object, C-contiguous and aligned (copied if not)."""
+    numpy's own dtype object (an equal dtype from a pickle, ``'q'`` or with metadata is swapped in
+    by a view: no copy), C-contiguous and aligned (copied if not)."""
     want = np.dtype(t.dtype.np_dtype.type)
-    if type(a) is np.ndarray and a.dtype is want and a.flags.c_contiguous and a.flags.aligned:
-        return a
-    return np.array(a, dtype=want, order="C", copy=True)
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        a = np.array(a, dtype=want, order="C", copy=True)
+    if type(a) is not np.ndarray or a.dtype is not want:
+        a = np.asarray(a).view(want)
+    return a
 
 
 def _checked_fixed(node, writable: bool) -> np.ndarray:
@@ -250,41 +259,42 @@ class CompiledFunction:
         bufs[0] = _addr(self.runtime_table)
         bufs[1] = table.ctypes.data + 8 * d.STATUS
         self._table, self._bufs, self._held = table, bufs, []  # _held: the parameter arrays, the arena
+        self._out_specs = outs
+        self._slow_lock = threading.RLock()
+        self._slow_slots = np.array([slot for slot, _ in self._fixed] + [b.slot for b in self._temps]
+                                    + [b.slot for b in self._inputs] + [b.slot for b in outs], np.int64)
         _LIVE_TABLES.add(self)
         return d.make_builtin((table, [None] * n_out, keep, self._held))
 
     def _slow_call(self, *args):
-        """The native path's fallback: descriptive errors, conversions, parameter addresses."""
+        """The native path's fallback: the descriptive errors and conversions of ``_check``, the
+        parameters' current arrays (a re-bound parameter is picked up here), fresh outputs; then
+        the call itself in ONE native call that takes the function's lock, writes the addresses,
+        runs and unlocks (``dispatch.locked_call``): no Python runs under that lock."""
         from . import dispatch
         arrays = [_exact(a, b.node.type) for a, b in zip(self._check(args), self._inputs)]
-        depth = getattr(self._local, "slow_depth", 0)
-        if depth > 3:
-            raise RuntimeError("graphc internal error: the native call path keeps rejecting checked inputs")
-        with dispatch.table_lock(self._table):
-            self._fill_fixed()
-        self._local.slow_depth = depth + 1
-        try:
-            return self._native_call(*arrays)
-        finally:
-            self._local.slow_depth = depth
-
-    def _fill_fixed(self):
-        """Parameter/constant addresses and the scratch arena into the native path's buffer table."""
-        from .dispatch import EPOCH_SEEN
-        epoch = int(VALUE_EPOCH[0])
-        arrays = []
-        for slot, node in self._fixed:
-            arr = _checked_fixed(node, self._has_updates)
-            self._bufs[slot] = _addr(arr) if arr.size else _addr(_EMPTY)
-            arrays.append(arr)
+        epoch = int(VALUE_EPOCH[0])  # read before the parameters: a re-bind after it is seen next call
+        fixed = [_checked_fixed(node, self._has_updates) for _, node in self._fixed]
         if self._temps and self._arena is None:
             self._arena = _new_arena(self.plan.arena_bytes)
+        outs = [np.empty(b.node.type.shape, b.node.type.dtype.np_dtype) for b in self._out_specs]
+        addrs = [_addr(a) if a.size else _addr(_EMPTY) for a in fixed]
         if self._temps:
             base = (_addr(self._arena) + 63) // 64 * 64
-            for b in self._temps:
-                self._bufs[b.slot] = base + b.offset
-        self._held[:] = arrays + [self._arena]  # the table refers to them by address: keep them alive
-        self._table[EPOCH_SEEN] = epoch
+            addrs += [base + b.offset for b in self._temps]
+        addrs += [_addr(a) if a.size else _addr(_EMPTY) for a in arrays + outs]
+        held = fixed + [self._arena]
+        with self._slow_lock:  # re-entrant: a finalizer in this thread may call again
+            # the table refers to these arrays by address: keep them alive, and the previous ones
+            # until the call below has replaced their addresses
+            self._held.extend(held)
+            status = dispatch.locked_call(self._table, self._slow_slots, np.array(addrs, np.int64), epoch)
+            self._held[:] = held
+        if status:
+            self._raise_index_error()
+        if not self.output_is_tuple and len(outs) == 1:
+            return outs[0]
+        return outs
 
     def _raise_index_error(self):
         raise IndexError("an index given to take/gather or scatter_add was out of range "

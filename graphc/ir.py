@@ -82,7 +82,8 @@ def freeze_attr(v):
     return v
 
 
-VALUE_EPOCH = np.zeros(1, np.int64)  # bumped by every ``Node.value`` assignment (see codegen.dispatch)
+VALUE_EPOCH = np.zeros(1, np.int64)  # changed by every ``Node.value`` assignment (see codegen.dispatch)
+_epochs = itertools.count(1)
 
 
 class Node:
@@ -116,7 +117,7 @@ class Node:
         # compiled functions keep the data addresses of parameter arrays; re-binding one
         # (``node.value = new_array``) bumps VALUE_EPOCH so that they look them up again
         self._value = array
-        VALUE_EPOCH[0] += 1
+        VALUE_EPOCH[0] = next(_epochs)  # a fresh value even if two threads re-bind at once
 
     @property
     def shape(self) -> tuple:

@@ -83,6 +83,7 @@ def test_returned_output_is_never_overwritten():
 def test_unreferenced_output_is_reused():
     x = gc.placeholder((1000,), gc.float32, "x")
     f = gc.compile([x], x + 1.0)
+    f(np.zeros(1000, np.float32))  # the first call takes the slow path (fills in the parameters)
     first = id(f(np.zeros(1000, np.float32)))
     assert id(f(np.zeros(1000, np.float32))) == first  # the list held the only reference
 
@@ -201,3 +202,88 @@ def test_forked_child_can_call_while_parent_thread_held_the_lock():
     f._table[dispatch.LOCK] = 0
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+def test_equal_but_not_builtin_dtypes_are_accepted():
+    """A pickled array's dtype equals numpy's float32 but is another object; 'q' is int64."""
+    import pickle
+    x = gc.placeholder((3,), gc.float32, "x")
+    i = gc.placeholder((2,), gc.int64, "i")
+    f = gc.compile([x, i], gc.take(x, i) * 2.0)
+    xv = pickle.loads(pickle.dumps(np.arange(3, dtype=np.float32)))
+    assert xv.dtype is not np.dtype(np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(f(xv, np.array([2, 0], dtype="q")), [4.0, 0.0])
+    meta = np.arange(3, dtype=np.dtype(np.float32, metadata={"unit": "m"}))
+    np.testing.assert_array_equal(f(meta, np.array([1, 1])), [2.0, 2.0])
+
+
+def test_rebinding_from_another_thread_never_fails_a_call():
+    size = 1 << 16  # big enough to release the GIL during the call
+    x = gc.placeholder((size,), gc.float32, "x")
+    w = gc.parameter(np.ones(size, np.float32), name="w")
+    count = gc.parameter(np.zeros((), np.int64), name="count")
+    f = gc.compile([x], gc.sum(x * w), updates=[(w, w * 1.0), (count, count + 1)])
+    ones = np.ones(size, np.float32)
+    errors, done = [], threading.Event()
+    calls = [0, 0]
+
+    def caller(k):
+        while not done.is_set():
+            try:
+                assert float(f(ones)) == size
+                calls[k] += 1
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(e))
+
+    def rebinder():
+        while not done.is_set():
+            w.node.value = np.ones(size, np.float32)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(2)] + [threading.Thread(target=rebinder)]
+    for t in threads:
+        t.start()
+    done.wait(1.5)
+    done.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert int(count.value) == sum(calls) > 0
+
+
+def test_a_finalizer_calling_the_function_during_its_slow_path_does_not_deadlock():
+    import subprocess
+    import textwrap
+    script = textwrap.dedent("""
+        import numpy as np, graphc as gc
+        x = gc.placeholder((3,), gc.float32, "x")
+        w = gc.parameter(np.ones(3, np.float32), name="w")
+        f = gc.compile([x], x * w)
+        xv = np.ones(3, np.float32)
+        class Buf(bytearray):
+            def __del__(self):
+                f(xv)
+        w.node.value = np.frombuffer(Buf(12), np.float32)
+        f(xv)                                  # the function now holds that array
+        w.node.value = np.ones(3, np.float32)  # its last owner is the function
+        print(f(xv))                           # the slow path drops it: the finalizer calls f
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1. 1. 1.]"
+
+
+def test_without_a_pool_split_gemms_leave_blas_its_threads():
+    import subprocess
+    import textwrap
+    script = textwrap.dedent("""
+        from graphc.codegen.compiler import runtime_table
+        from graphc.codegen.abi import RT_BLAS_SERIAL, RT_PARALLEL_FOR
+        t = runtime_table()
+        print(int(t[RT_PARALLEL_FOR]), int(t[RT_BLAS_SERIAL]))
+    """)
+    import os
+    env = dict(os.environ, GRAPHC_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "0"]
