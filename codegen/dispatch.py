@@ -65,6 +65,8 @@ import threading
 import numpy as np
 from llvmlite import ir
 
+from .loops import for_range
+
 # ---- table layout (int64 words) ---------------------------------------------------------
 BUFS, ENTRY, NDARRAY, N_IN, N_OUT, SINGLE, SLOW, RAISE, EMPTY_TUPLE, EPOCH_ADDR, EPOCH_SEEN, \
     STATUS, LOCK, RELEASE_GIL, EMPTY_FN = range(15)
@@ -161,24 +163,27 @@ class _Builder:
                "PyEval_RestoreThread": (ir.VoidType(), [_P]), "sched_yield": (_I32, [])}[name]
         return self.b.call(self.declare(name, *sig), list(args))
 
-    def counted_loop(self, n, name):
-        """``for i in [0, n)``: returns (i, body block builder position set, exit block)."""
-        b = self.b
-        pre = b.block
-        head, body, done = self.block(name + ".head"), self.block(name + ".body"), self.block(name + ".end")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(_I64, name)
-        i.add_incoming(self.const(0), pre)
-        b.cbranch(b.icmp_signed("<", i, n), body, done)
-        b.position_at_end(body)
-        return i, head, done
+    def try_lock(self, lock):
+        """One attempt at the spin lock word ``lock``: an i1, true if taken."""
+        return self.b.extract_value(self.b.cmpxchg(lock, self.const(0), self.const(1), "acquire", "monotonic"), 1)
 
-    def loop_next(self, i, head):
+    def spin_lock(self, lock):
+        """Take the lock, yielding the CPU between attempts (the GIL is not touched)."""
         b = self.b
-        nxt = b.add(i, self.const(1))
-        i.add_incoming(nxt, b.block)
-        b.branch(head)
+        spin, locked, wait = self.block("spin"), self.block("locked"), self.block("wait")
+        b.branch(spin)
+        b.position_at_end(spin)
+        b.cbranch(self.try_lock(lock), locked, wait)
+        b.position_at_end(wait)
+        self.api("sched_yield")
+        b.branch(spin)
+        b.position_at_end(locked)
+
+    def unlock(self, lock):
+        self.b.store_atomic(self.const(0), lock, "release", 8)
+
+    def is_null(self, p):
+        return self.b.icmp_unsigned("==", self.b.ptrtoint(p, _I64), self.const(0))
 
 
 def build_module() -> ir.Module:
@@ -208,58 +213,52 @@ def build_module() -> ir.Module:
     b.cbranch(epoch_ok, inputs, slow)
     b.position_at_end(inputs)
     ndarray = g.word(t, NDARRAY)
-    i, head, inputs_done = g.counted_loop(n_in, "in")
-    rec = b.add(g.const(HEADER), b.mul(i, g.const(IN_FIELDS)))
-    a = b.load(b.gep(args, [i]))
-    checks = [b.icmp_signed("==", g.field(a, 8), ndarray)]
-    type_ok = g.block("type_ok")
-    b.cbranch(checks[0], type_ok, slow)
-    b.position_at_end(type_ok)
-    rank = g.word(t, b.add(rec, g.const(2)))
-    good = b.and_(b.icmp_signed("==", g.field(a, 56), g.word(t, b.add(rec, g.const(1)))),
-                  b.icmp_signed("==", b.sext(g.int32_at(a, 24), _I64), rank))
-    flags = g.int32_at(a, 64)
-    want = ir.Constant(_I32, C_CONTIGUOUS | ALIGNED)
-    good = b.and_(good, b.icmp_signed("==", b.and_(flags, want), want))
-    dims_ok = g.block("dims")
-    b.cbranch(good, dims_ok, slow)
-    b.position_at_end(dims_ok)
-    dims = b.inttoptr(g.field(a, 32), _I64P)
-    first = g.word(t, b.add(rec, g.const(3)))
-    d, dhead, ddone = g.counted_loop(rank, "dim")
-    same = b.icmp_signed("==", g.word(dims, d), g.word(t, b.add(first, d)))
-    dnext = g.block("dim.next")
-    b.cbranch(same, dnext, slow)
-    b.position_at_end(dnext)
-    g.loop_next(d, dhead)
-    b.position_at_end(ddone)
-    g.loop_next(i, head)
+    with for_range(b, 0, n_in, "in") as i:
+        rec = b.add(g.const(HEADER), b.mul(i, g.const(IN_FIELDS)))
+        a = b.load(b.gep(args, [i]))
+        type_ok = g.block("type_ok")
+        b.cbranch(b.icmp_signed("==", g.field(a, 8), ndarray), type_ok, slow)
+        b.position_at_end(type_ok)
+        rank = g.word(t, b.add(rec, g.const(2)))
+        good = b.and_(b.icmp_signed("==", g.field(a, 56), g.word(t, b.add(rec, g.const(1)))),
+                      b.icmp_signed("==", b.sext(g.int32_at(a, 24), _I64), rank))
+        flags = g.int32_at(a, 64)
+        want = ir.Constant(_I32, C_CONTIGUOUS | ALIGNED)
+        good = b.and_(good, b.icmp_signed("==", b.and_(flags, want), want))
+        dims_ok = g.block("dims")
+        b.cbranch(good, dims_ok, slow)
+        b.position_at_end(dims_ok)
+        dims = b.inttoptr(g.field(a, 32), _I64P)
+        first = g.word(t, b.add(rec, g.const(3)))
+        with for_range(b, 0, rank, "dim") as d:
+            dnext = g.block("dim.next")
+            b.cbranch(b.icmp_signed("==", g.word(dims, d), g.word(t, b.add(first, d))), dnext, slow)
+            b.position_at_end(dnext)
 
     # 2. outputs: reuse last call's array if only the list holds it, else numpy.empty(shape, dtype)
-    b.position_at_end(inputs_done)
     outs = b.alloca(_P, n_out, name="outs")
     out_rec0 = b.add(g.const(HEADER), b.mul(n_in, g.const(IN_FIELDS)))
-    j, ohead, outs_done = g.counted_loop(n_out, "out")
-    old = b.load(b.gep(out_items, [j]))
-    refcnt = b.load(b.bitcast(old, _I64P))
-    reuse, fresh, onext = g.block("reuse"), g.block("fresh"), g.block("out.next")
-    b.cbranch(b.icmp_signed("==", refcnt, g.const(1)), reuse, fresh)
-    b.position_at_end(reuse)
-    g.api("Py_IncRef", old)
-    b.store(old, b.gep(outs, [j]))
-    b.branch(onext)
-    b.position_at_end(fresh)
-    orec = b.add(out_rec0, b.mul(j, g.const(OUT_FIELDS)))
-    new = g.api("PyObject_Call", g.as_ptr(g.word(t, EMPTY_FN)), g.as_ptr(g.word(t, b.add(orec, g.const(1)))),
-                null)
     failed = g.block("alloc_failed")
-    stored = g.block("alloc_ok")
-    b.cbranch(b.icmp_unsigned("==", b.ptrtoint(new, _I64), g.const(0)), failed, stored)
-    b.position_at_end(stored)
-    b.store(new, b.gep(outs, [j]))
-    b.branch(onext)
-    b.position_at_end(onext)
-    g.loop_next(j, ohead)
+    with for_range(b, 0, n_out, "out") as j:
+        old = b.load(b.gep(out_items, [j]))
+        refcnt = b.load(b.bitcast(old, _I64P))
+        reuse, fresh, onext = g.block("reuse"), g.block("fresh"), g.block("out.next")
+        b.cbranch(b.icmp_signed("==", refcnt, g.const(1)), reuse, fresh)
+        b.position_at_end(reuse)
+        g.api("Py_IncRef", old)
+        b.store(old, b.gep(outs, [j]))
+        b.branch(onext)
+        b.position_at_end(fresh)
+        orec = b.add(out_rec0, b.mul(j, g.const(OUT_FIELDS)))
+        new = g.api("PyObject_Call", g.as_ptr(g.word(t, EMPTY_FN)),
+                    g.as_ptr(g.word(t, b.add(orec, g.const(1)))), null)
+        stored = g.block("alloc_ok")
+        b.cbranch(g.is_null(new), failed, stored)
+        b.position_at_end(stored)
+        b.store(new, b.gep(outs, [j]))
+        b.branch(onext)
+        b.position_at_end(onext)
+    outs_done = b.block
 
     b.position_at_end(failed)  # release what was claimed so far, propagate the MemoryError
     _release_outputs(g, outs, j)
@@ -268,19 +267,11 @@ def build_module() -> ir.Module:
     # 3. lock (the GIL is released while waiting), then re-check the epoch: Python ran above
     b.position_at_end(outs_done)
     lock = g.word_ptr(t, LOCK)
-    got = b.extract_value(b.cmpxchg(lock, g.const(0), g.const(1), "acquire", "monotonic"), 1)
     locked, wait = g.block("locked"), g.block("wait")
-    b.cbranch(got, locked, wait)
+    b.cbranch(g.try_lock(lock), locked, wait)
     b.position_at_end(wait)
     ts = g.api("PyEval_SaveThread")
-    spin = g.block("spin")
-    b.branch(spin)
-    b.position_at_end(spin)
-    g.api("sched_yield")
-    got2 = b.extract_value(b.cmpxchg(lock, g.const(0), g.const(1), "acquire", "monotonic"), 1)
-    regain = g.block("regain")
-    b.cbranch(got2, regain, spin)
-    b.position_at_end(regain)
+    g.spin_lock(lock)
     g.api("PyEval_RestoreThread", ts)
     b.branch(locked)
 
@@ -289,23 +280,19 @@ def build_module() -> ir.Module:
     fill, stale = g.block("fill"), g.block("stale")
     b.cbranch(still, fill, stale)
     b.position_at_end(stale)  # a parameter was re-bound meanwhile: unlock, give back, slow path
-    b.store_atomic(g.const(0), lock, "release", 8)
+    g.unlock(lock)
     _release_outputs(g, outs, n_out)
     b.branch(slow)
 
     # 4. fill the buffer table and run
     b.position_at_end(fill)
     bufs = b.inttoptr(g.word(t, BUFS), _I64P)
-    k, khead, kdone = g.counted_loop(n_in, "fill.in")
-    slot = g.word(t, b.add(g.const(HEADER), b.mul(k, g.const(IN_FIELDS))))
-    b.store(g.field(b.load(b.gep(args, [k])), 16), b.gep(bufs, [slot]))
-    g.loop_next(k, khead)
-    b.position_at_end(kdone)
-    q, qhead, qdone = g.counted_loop(n_out, "fill.out")
-    oslot = g.word(t, b.add(out_rec0, b.mul(q, g.const(OUT_FIELDS))))
-    b.store(g.field(b.load(b.gep(outs, [q])), 16), b.gep(bufs, [oslot]))
-    g.loop_next(q, qhead)
-    b.position_at_end(qdone)
+    with for_range(b, 0, n_in, "fill.in") as k:
+        slot = g.word(t, b.add(g.const(HEADER), b.mul(k, g.const(IN_FIELDS))))
+        b.store(g.field(b.load(b.gep(args, [k])), 16), b.gep(bufs, [slot]))
+    with for_range(b, 0, n_out, "fill.out") as q:
+        oslot = g.word(t, b.add(out_rec0, b.mul(q, g.const(OUT_FIELDS))))
+        b.store(g.field(b.load(b.gep(outs, [q])), 16), b.gep(bufs, [oslot]))
     status = g.word_ptr(t, STATUS)
     b.store(g.const(0), status)
     run = b.inttoptr(g.word(t, ENTRY), ir.FunctionType(ir.VoidType(), [_P]).as_pointer())
@@ -318,23 +305,17 @@ def build_module() -> ir.Module:
         with other:
             b.call(run, [b.bitcast(bufs, _P)])
     st = b.load(status)
-    b.store_atomic(g.const(0), lock, "release", 8)
+    g.unlock(lock)
 
     # 5. keep this call's outputs for reuse (the list takes a reference; the old one is dropped)
-    s, shead, sdone = g.counted_loop(n_out, "keep")
-    cur = b.load(b.gep(outs, [s]))
-    slot_p = b.gep(out_items, [s])
-    prev = b.load(slot_p)
-    swap, snext = g.block("keep.swap"), g.block("keep.next")
-    b.cbranch(b.icmp_unsigned("==", prev, cur), snext, swap)
-    b.position_at_end(swap)
-    g.api("Py_IncRef", cur)
-    b.store(cur, slot_p)
-    g.api("Py_DecRef", prev)
-    b.branch(snext)
-    b.position_at_end(snext)
-    g.loop_next(s, shead)
-    b.position_at_end(sdone)
+    with for_range(b, 0, n_out, "keep") as s:
+        cur = b.load(b.gep(outs, [s]))
+        slot_p = b.gep(out_items, [s])
+        prev = b.load(slot_p)
+        with b.if_then(b.icmp_unsigned("!=", prev, cur)):
+            g.api("Py_IncRef", cur)
+            b.store(cur, slot_p)
+            g.api("Py_DecRef", prev)
 
     bad, good_st = g.block("status_bad"), g.block("status_ok")
     b.cbranch(b.icmp_signed("!=", st, g.const(0)), bad, good_st)
@@ -350,31 +331,27 @@ def build_module() -> ir.Module:
     b.position_at_end(many)
     lst = g.api("PyList_New", n_out)
     list_fail, list_ok = g.block("list_failed"), g.block("list_ok")
-    b.cbranch(b.icmp_unsigned("==", b.ptrtoint(lst, _I64), g.const(0)), list_fail, list_ok)
+    b.cbranch(g.is_null(lst), list_fail, list_ok)
     b.position_at_end(list_fail)
     _release_outputs(g, outs, n_out)
     b.ret(null)
     b.position_at_end(list_ok)
-    r, rhead, rdone = g.counted_loop(n_out, "ret")
-    g.api("PyList_SetItem", lst, r, b.load(b.gep(outs, [r])))  # steals our reference
-    g.loop_next(r, rhead)
-    b.position_at_end(rdone)
+    with for_range(b, 0, n_out, "ret") as r:
+        g.api("PyList_SetItem", lst, r, b.load(b.gep(outs, [r])))  # steals our reference
     b.ret(lst)
 
     # slow path: slow(*args) in Python
     b.position_at_end(slow)
     tup = g.api("PyTuple_New", nargs)
     tup_ok, tup_fail = g.block("tuple_ok"), g.block("tuple_failed")
-    b.cbranch(b.icmp_unsigned("==", b.ptrtoint(tup, _I64), g.const(0)), tup_fail, tup_ok)
+    b.cbranch(g.is_null(tup), tup_fail, tup_ok)
     b.position_at_end(tup_fail)
     b.ret(null)
     b.position_at_end(tup_ok)
-    u, uhead, udone = g.counted_loop(nargs, "pack")
-    item = b.load(b.gep(args, [u]))
-    g.api("Py_IncRef", item)
-    g.api("PyTuple_SetItem", tup, u, item)
-    g.loop_next(u, uhead)
-    b.position_at_end(udone)
+    with for_range(b, 0, nargs, "pack") as u:
+        item = b.load(b.gep(args, [u]))
+        g.api("Py_IncRef", item)
+        g.api("PyTuple_SetItem", tup, u, item)
     res = g.api("PyObject_Call", g.as_ptr(g.word(t, SLOW)), tup, null)
     g.api("Py_DecRef", tup)
     b.ret(res)
@@ -397,27 +374,17 @@ def _build_locked_call(m: ir.Module):
     g = _Builder(fn, m)
     b = g.b
     lock = g.word_ptr(t, LOCK)
-    spin, locked, wait = g.block("spin"), g.block("locked"), g.block("wait")
-    b.branch(spin)
-    b.position_at_end(spin)
-    got = b.extract_value(b.cmpxchg(lock, g.const(0), g.const(1), "acquire", "monotonic"), 1)
-    b.cbranch(got, locked, wait)
-    b.position_at_end(wait)
-    g.api("sched_yield")
-    b.branch(spin)
-    b.position_at_end(locked)
+    g.spin_lock(lock)
     bufs = b.inttoptr(g.word(t, BUFS), _I64P)
-    i, head, done = g.counted_loop(n, "fill")
-    b.store(b.load(b.gep(addrs, [i])), b.gep(bufs, [b.load(b.gep(slots, [i]))]))
-    g.loop_next(i, head)
-    b.position_at_end(done)
+    with for_range(b, 0, n, "fill") as i:
+        b.store(b.load(b.gep(addrs, [i])), b.gep(bufs, [b.load(b.gep(slots, [i]))]))
     b.store(epoch, g.word_ptr(t, EPOCH_SEEN))
     status = g.word_ptr(t, STATUS)
     b.store(g.const(0), status)
     run = b.inttoptr(g.word(t, ENTRY), ir.FunctionType(ir.VoidType(), [_P]).as_pointer())
     b.call(run, [b.bitcast(bufs, _P)])
     st = b.load(status)
-    b.store_atomic(g.const(0), lock, "release", 8)
+    g.unlock(lock)
     b.ret(st)
 
 
@@ -443,15 +410,7 @@ def _build_blas_hooks(m: ir.Module):
                          "graphc_blas_serial" if entering else "graphc_blas_restore")
         bld = _Builder(fn, m)
         b = bld.b
-        spin, body, wait = bld.block("spin"), bld.block("body"), bld.block("wait")
-        b.branch(spin)
-        b.position_at_end(spin)
-        got = b.extract_value(b.cmpxchg(lock, bld.const(0), bld.const(1), "acquire", "monotonic"), 1)
-        b.cbranch(got, body, wait)
-        b.position_at_end(wait)
-        bld.api("sched_yield")
-        b.branch(spin)
-        b.position_at_end(body)
+        bld.spin_lock(lock)
         set_fn = b.inttoptr(b.load(set_addr), ir.FunctionType(ir.VoidType(), [_I32]).as_pointer())
         n = b.load(active)
         if entering:
@@ -468,7 +427,7 @@ def _build_blas_hooks(m: ir.Module):
             old = b.load(saved)
             with b.if_then(b.and_(b.icmp_signed("==", left, bld.const(0)), b.icmp_signed("!=", old, bld.const(1)))):
                 b.call(set_fn, [b.trunc(old, _I32)])
-        b.store_atomic(bld.const(0), lock, "release", 8)
+        bld.unlock(lock)
         b.ret_void()
 
 
@@ -511,11 +470,8 @@ if hasattr(os, "register_at_fork"):
 
 def _release_outputs(g: _Builder, outs, n):
     """Drop our references to ``outs[0:n]``."""
-    b = g.b
-    i, head, done = g.counted_loop(n, "release")
-    g.api("Py_DecRef", b.load(b.gep(outs, [i])))
-    g.loop_next(i, head)
-    b.position_at_end(done)
+    with for_range(g.b, 0, n, "release") as i:
+        g.api("Py_DecRef", g.b.load(g.b.gep(outs, [i])))
 
 
 # ---- the builtin ------------------------------------------------------------------------------
