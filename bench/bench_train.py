@@ -224,31 +224,19 @@ TARGETS = {"W5a": (0.3, 0.83, 0.82), "W5b": (1.5, 0.85, 2.46)}  # seconds, accur
 
 def profile_graphc(run, x, y, steps=300):
     """Split a graphc step's time: the fixed cost of a call vs the kernels (batch gather included)."""
+    from bench_codegen import median_ms  # the benchmarks' one timer (bench/ is on sys.path when run)
     step = run.step
     idx = np.random.default_rng(0).permutation(len(x))[:BATCH]
-    for _ in range(20):
-        step(x, y, idx)
-    ts = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step(x, y, idx)
-        ts.append(time.perf_counter() - t)
-    call_us = statistics.median(ts) * 1e6
+    call_us = median_ms(lambda: step(x, y, idx), steps, warmup=20) * 1e3
     # a trivial compiled function with the same inputs: the fixed per-call cost of the runtime
     images = gc.placeholder(x.shape, gc.float32, "images")
     labels = gc.placeholder(y.shape, gc.int64, "labels")
     batch = gc.placeholder((BATCH,), gc.int64, "batch")
     c = gc.parameter(np.zeros((), np.float32), "c")
     triv = gc.compile([images, labels, batch], gc.sum(c), updates=[(c, c + 1)])
-    for _ in range(20):
-        triv(x, y, idx)
-    tt = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        triv(x, y, idx)
-        tt.append(time.perf_counter() - t)
+    overhead_us = median_ms(lambda: triv(x, y, idx), steps, warmup=20) * 1e3
     kernels = step.profile(x, y, idx, repeat=50)
-    return {"step_us": call_us, "overhead_us": statistics.median(tt) * 1e6, "kernels": len(step.kernels),
+    return {"step_us": call_us, "overhead_us": overhead_us, "kernels": len(step.kernels),
             "per_kernel": kernels}
 
 
