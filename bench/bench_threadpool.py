@@ -31,6 +31,7 @@ import llvmlite.binding as llvm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from graphc.codegen import threadpool as tp  # noqa: E402
+from graphc.codegen.loops import for_range  # noqa: E402
 
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
@@ -56,27 +57,15 @@ def build(pool):
     def elementwise(name, body_fn):
         f = ir.Function(m, tp.TASK_TYPE, name)
         ctx, c = f.args
-        entry = f.append_basic_block("entry")
-        loop = f.append_basic_block("loop")
-        body = f.append_basic_block("body")
-        done = f.append_basic_block("done")
-        b = ir.IRBuilder(entry)
+        b = ir.IRBuilder(f.append_basic_block("entry"))
         st = b.bitcast(ctx, CTX.as_pointer())
         x, y, total, chunk = (_field(b, st, k) for k in range(4))
         start = b.mul(c, chunk)
         end = b.add(start, chunk)
         end = b.select(b.icmp_signed("<", end, total), end, total)
-        b.branch(loop)
-        b.position_at_end(loop)
-        i = b.phi(I64)
-        i.add_incoming(start, entry)
-        b.cbranch(b.icmp_signed("<", i, end), body, done)
-        b.position_at_end(body)
-        v = b.load(b.gep(x, [i]))
-        b.store(body_fn(b, v), b.gep(y, [i]))
-        i.add_incoming(b.add(i, ir.Constant(I64, 1)), body)
-        b.branch(loop)
-        b.position_at_end(done)
+        with for_range(b, start, end) as i:
+            v = b.load(b.gep(x, [i]))
+            b.store(body_fn(b, v), b.gep(y, [i]))
         b.ret_void()
         return f
 
@@ -107,21 +96,9 @@ def build(pool):
     ir.IRBuilder(empty.append_basic_block("entry")).ret_void()
     d = ir.Function(m, ir.FunctionType(ir.VoidType(), [I64, I64]), "overhead")
     reps, nch = d.args
-    entry = d.append_basic_block("entry")
-    loop = d.append_basic_block("loop")
-    body = d.append_basic_block("body")
-    done = d.append_basic_block("done")
-    b = ir.IRBuilder(entry)
-    b.branch(loop)
-    b.position_at_end(loop)
-    i = b.phi(I64)
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    b.cbranch(b.icmp_signed("<", i, reps), body, done)
-    b.position_at_end(body)
-    tp.emit_parallel_for(b, empty, ir.Constant(I8P, None), nch, pool=pool)
-    i.add_incoming(b.add(i, ir.Constant(I64, 1)), body)
-    b.branch(loop)
-    b.position_at_end(done)
+    b = ir.IRBuilder(d.append_basic_block("entry"))
+    with for_range(b, 0, reps):
+        tp.emit_parallel_for(b, empty, ir.Constant(I8P, None), nch, pool=pool)
     b.ret_void()
     # handoff: every chunk increments a counter, then waits until all
     # n_chunks have started -> each call needs every thread to take part
@@ -144,24 +121,12 @@ def build(pool):
     b.ret_void()
     d = ir.Function(m, ir.FunctionType(ir.VoidType(), [I64, I64]), "handoff")
     reps, nch = d.args
-    entry = d.append_basic_block("entry")
-    loop = d.append_basic_block("loop")
-    body = d.append_basic_block("body")
-    done = d.append_basic_block("done")
-    b = ir.IRBuilder(entry)
+    b = ir.IRBuilder(d.append_basic_block("entry"))
     hc = b.alloca(hctx_t)
     b.store(nch, b.gep(hc, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
-    b.branch(loop)
-    b.position_at_end(loop)
-    i = b.phi(I64)
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    b.cbranch(b.icmp_signed("<", i, reps), body, done)
-    b.position_at_end(body)
-    b.store(ir.Constant(I64, 0), b.gep(hc, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
-    tp.emit_parallel_for(b, h, hc, nch, pool=pool)
-    i.add_incoming(b.add(i, ir.Constant(I64, 1)), body)
-    b.branch(loop)
-    b.position_at_end(done)
+    with for_range(b, 0, reps):
+        b.store(ir.Constant(I64, 0), b.gep(hc, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
+        tp.emit_parallel_for(b, h, hc, nch, pool=pool)
     b.ret_void()
 
     noop = ir.Function(m, ir.FunctionType(ir.VoidType(), [I64, I64]), "noop")

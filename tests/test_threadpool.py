@@ -19,6 +19,7 @@ from llvmlite import ir
 import llvmlite.binding as llvm
 
 from graphc.codegen import threadpool as tp
+from graphc.codegen.loops import for_range
 
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
@@ -54,11 +55,7 @@ def _build(nested=False, by_symbol=False):
     def fill_task(name, record_tid):
         f = ir.Function(m, tp.TASK_TYPE, name)
         ctx, c = f.args
-        entry = f.append_basic_block("entry")
-        loop = f.append_basic_block("loop")
-        body = f.append_basic_block("body")
-        done = f.append_basic_block("done")
-        b = ir.IRBuilder(entry)
+        b = ir.IRBuilder(f.append_basic_block("entry"))
         st = b.bitcast(ctx, CTX.as_pointer())
         out, total, chunk, tids = (_field(b, st, k) for k in range(4))
         start = b.mul(c, chunk)
@@ -68,17 +65,9 @@ def _build(nested=False, by_symbol=False):
             addr = ctypes.cast(ctypes.CDLL(None).pthread_self, ctypes.c_void_p).value
             self_fn = b.inttoptr(ir.Constant(I64, addr), ir.FunctionType(I64, []).as_pointer())
             b.store(b.call(self_fn, []), b.gep(tids, [c]))
-        b.branch(loop)
-        b.position_at_end(loop)
-        j = b.phi(I64)
-        j.add_incoming(start, entry)
-        b.cbranch(b.icmp_signed("<", j, end), body, done)
-        b.position_at_end(body)
-        v = b.sitofp(b.add(b.mul(j, ir.Constant(I64, 2)), ir.Constant(I64, 1)), F32)
-        b.store(v, b.gep(out, [j]))
-        j.add_incoming(b.add(j, ir.Constant(I64, 1)), body)
-        b.branch(loop)
-        b.position_at_end(done)
+        with for_range(b, start, end) as j:
+            v = b.sitofp(b.add(b.mul(j, ir.Constant(I64, 2)), ir.Constant(I64, 1)), F32)
+            b.store(v, b.gep(out, [j]))
         return f, b, ctx
 
     inner, b, _ = fill_task("inner_task", False)
