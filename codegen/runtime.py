@@ -261,8 +261,6 @@ class CompiledFunction:
         self._table, self._bufs, self._held = table, bufs, []  # _held: the parameter arrays, the arena
         self._out_specs = outs
         self._slow_lock = threading.RLock()
-        self._slow_slots = np.array([slot for slot, _ in self._fixed] + [b.slot for b in self._temps]
-                                    + [b.slot for b in self._inputs] + [b.slot for b in outs], np.int64)
         _LIVE_TABLES.add(self)
         return d.make_builtin((table, [None] * n_out, keep, self._held))
 
@@ -278,23 +276,32 @@ class CompiledFunction:
         if self._temps and self._arena is None:
             self._arena = _new_arena(self.plan.arena_bytes)
         outs = [np.empty(b.node.type.shape, b.node.type.dtype.np_dtype) for b in self._out_specs]
-        addrs = [_addr(a) if a.size else _addr(_EMPTY) for a in fixed]
-        if self._temps:
-            base = (_addr(self._arena) + 63) // 64 * 64
-            addrs += [base + b.offset for b in self._temps]
-        addrs += [_addr(a) if a.size else _addr(_EMPTY) for a in arrays + outs]
+        slots, addrs = zip(*self._addresses(fixed, self._arena, arrays, self._out_specs, outs))
         held = fixed + [self._arena]
         with self._slow_lock:  # re-entrant: a finalizer in this thread may call again
             # the table refers to these arrays by address: keep them alive, and the previous ones
             # until the call below has replaced their addresses
             self._held.extend(held)
-            status = dispatch.locked_call(self._table, self._slow_slots, np.array(addrs, np.int64), epoch)
+            status = dispatch.locked_call(self._table, np.array(slots, np.int64), np.array(addrs, np.int64), epoch)
             self._held[:] = held
         if status:
             self._raise_index_error()
         if not self.output_is_tuple and len(outs) == 1:
             return outs[0]
         return outs
+
+    def _addresses(self, fixed, arena, arrays, out_buffers, outs):
+        """``(slot, address)`` of every buffer of one call: the parameters' and constants' arrays
+        ``fixed``, the arena's temporaries, the inputs, the outputs (size 0: a valid dummy)."""
+        def at(a):
+            return _addr(a) if a.size else _addr(_EMPTY)
+        pairs = [(slot, at(a)) for (slot, _), a in zip(self._fixed, fixed)]
+        if self._temps:
+            base = (_addr(arena) + 63) // 64 * 64
+            pairs += [(b.slot, base + b.offset) for b in self._temps]
+        pairs += [(b.slot, at(a)) for b, a in zip(self._inputs, arrays)]
+        pairs += [(b.slot, at(o)) for b, o in zip(out_buffers, outs)]
+        return pairs
 
     def _raise_index_error(self):
         raise IndexError("an index given to take/gather or scatter_add was out of range "
@@ -324,35 +331,23 @@ class CompiledFunction:
         ptrs[0] = _addr(self.runtime_table)
         status = np.zeros(1, np.int64)
         ptrs[1] = _addr(status)
-        for b, a in zip(self._inputs, arrays):
-            ptrs[b.slot] = _addr(a) if a.size else _addr(np.empty(1, a.dtype))
-        for slot, node in self._fixed:
-            arr = _checked_fixed(node, False)
-            ptrs[slot] = _addr(arr) if arr.size else _addr(_EMPTY)
+        fixed = [_checked_fixed(node, self._has_updates and kernel_hook is None) for _, node in self._fixed]
         outs = [self._output(b) for b in self._outputs]
-        for b, o in zip(self._outputs, outs):
-            ptrs[b.slot] = _addr(o) if o.size else _addr(np.empty(1, o.dtype))
-        if self._temps:
-            arena = getattr(self._local, "arena", None)
-            if arena is None:
-                arena = self._local.arena = _new_arena(self.plan.arena_bytes)
-            base = (_addr(arena) + 63) // 64 * 64
-            for b in self._temps:
-                ptrs[b.slot] = base + b.offset
+        arena = getattr(self._local, "arena", None)
+        if arena is None and self._temps:
+            arena = self._local.arena = _new_arena(self.plan.arena_bytes)
+        for slot, address in self._addresses(fixed, arena, arrays, self._outputs, outs):
+            ptrs[slot] = address
         if kernel_hook is not None:
             kernel_hook(ptrs)
             return None
         if self._has_updates:
-            for b in self._params:
-                if not b.node.value.flags.writeable:
-                    raise ValueError(f"parameter {b.name!r} is read-only; the compiled step updates it in place")
             with self._lock:
                 self._entry(ctypes.addressof(ptrs))
         else:
             self._entry(ctypes.addressof(ptrs))
         if status[0]:
-            raise IndexError("an index given to take/gather or scatter_add was out of range "
-                             "(no memory outside the arrays was read or written)")
+            self._raise_index_error()
         by_slot = {b.slot: o for b, o in zip(self._outputs, outs)}
         result, seen = [], set()
         for s in self.plan.output_slots:
