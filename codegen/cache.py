@@ -154,12 +154,16 @@ def load_object(obj: bytes):
         return None
 
 
-def jit_with_object(mod):
-    """JIT an optimized module; returns (engine, its object file bytes for the disk cache)."""
+def jit_with_object(mod, codegen_level: int = 3):
+    """JIT an optimized module; returns (engine, its object file bytes for the disk cache).
+
+    ``codegen_level``: the code generator's optimization level; 0 selects
+    instructions one by one (FastISel) and schedules nothing, at a quarter of the
+    time, for code whose speed is in its algorithm (locks, atomics, calls)."""
     import llvmlite.binding as llvm
 
     from . import llvm_target
-    engine = llvm.create_mcjit_compiler(mod, llvm_target._new_target_machine())
+    engine = llvm.create_mcjit_compiler(mod, llvm_target._new_target_machine(codegen_level))
     objects: list[bytes] = []
     engine.set_object_cache(lambda _m, buf: objects.append(bytes(buf)), lambda _m: None)
     engine.finalize_object()
@@ -172,13 +176,13 @@ def _host_target() -> str:
     return llvm_target.host_description()
 
 
-def jit_cached(ir_text: str, label: str, level: int = 3):
+def jit_cached(ir_text: str, label: str, level: int = 3, codegen_level: int = 3):
     """An MCJIT engine for ``ir_text``, from the disk cache when possible (for runtime
     modules such as the thread pool that every process needs at start-up)."""
-    return jit_recipe(ir_text, label, lambda: ir_text, level)
+    return jit_recipe(ir_text, label, lambda: ir_text, level, codegen_level)
 
 
-def jit_recipe(recipe: str, label: str, build, level: int = 3):
+def jit_recipe(recipe: str, label: str, build, level: int = 3, codegen_level: int = 3):
     """An MCJIT engine for the module ``build()`` returns (IR text), keyed by ``recipe``.
 
     ``recipe`` must determine the IR completely together with the compiler's source
@@ -187,11 +191,11 @@ def jit_recipe(recipe: str, label: str, build, level: int = 3):
     takes milliseconds to build, its object loads in less than one)."""
     from . import llvm_target
     llvm_target.init()
-    key = make_key(recipe, f"{label} opt={level}", _host_target())
+    key = make_key(recipe, f"{label} opt={level} codegen={codegen_level}", _host_target())
     obj = disk_get(key)
     engine = load_object(obj) if obj is not None else None
     if engine is None:
-        engine, obj = jit_with_object(llvm_target.optimize(llvm_target.parse(build()), level))
+        engine, obj = jit_with_object(llvm_target.optimize(llvm_target.parse(build()), level), codegen_level)
         if obj:
             disk_put(key, obj)
     return engine

@@ -513,10 +513,12 @@ def _build_native():
         llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
     # the module has no inputs but this file (every cache key includes the compiler's source):
     # a disk hit needs no IR at all; no IR optimization: word-level code, the W4 step is as fast
-    # (0.66 us) and the cold build 46 instead of 60 ms. (Built on a helper thread
+    # (0.66 us) and the cold build 46 instead of 60 ms; FastISel (codegen level 0) as well: 8
+    # instead of 28 ms, W4 the same 0.41-0.54 us. (Built on a helper thread
     # while the compiler runs its passes it cost more than it saved: llvmlite runs one LLVM call
     # at a time process-wide, and the GIL is shared; 568 vs 479 ms cold, 63 vs 59 ms warm.)
-    engine = cache.jit_recipe("graphc_dispatch", "dispatch", lambda: str(build_module()), level=0)
+    engine = cache.jit_recipe("graphc_dispatch", "dispatch", lambda: str(build_module()), level=0,
+                              codegen_level=0)
     addr = engine.get_function_address("graphc_dispatch")
     if not addr:
         return None
