@@ -141,17 +141,30 @@ def disk_put(key: str, payload: bytes) -> None:
 
 def load_object(obj: bytes):
     """An MCJIT engine holding a cached object file, or None if it cannot be loaded."""
+    return load_objects([obj])
+
+
+def load_objects(objects: list[bytes]):
+    """An MCJIT engine holding these object files, linked to each other by their symbols
+    (the parts of a program compiled apart, see ``codegen.parallel``), or None."""
     import llvmlite.binding as llvm
 
     from . import llvm_target
     llvm_target.init()
     try:
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_target._new_target_machine())
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        for obj in objects:
+            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         return engine
     except Exception:  # noqa: BLE001 - an unusable object is a cache miss
         return None
+
+
+def compile_object(mod, codegen_level: int = 3) -> bytes:
+    """The object file of an optimized module (code generation only: no loading, no linking)."""
+    from . import llvm_target
+    return llvm_target._new_target_machine(codegen_level).emit_object(mod)
 
 
 def jit_with_object(mod, codegen_level: int = 3):

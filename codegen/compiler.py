@@ -82,90 +82,130 @@ def graph_key(graph: Graph, update_params, opt_level: int) -> str:
 
 
 # A kernel whose values have fewer elements than this runs in microseconds: unrolling and
-# interleaving its loops cannot pay for their compile time (see _mark_small_kernels).
+# interleaving its loops cannot pay for their compile time (see _is_small).
 SMALL_KERNEL_ELEMENTS = 4096
 # matmul: the work is M*N*K in one BLAS call; softmax: rows of 10 logits lose their unrolled,
 # SLP-vectorized code under optsize (3 -> 7.6 us per call, x thousands of training steps)
 _NEVER_SMALL_KINDS = {"matmul", "softmax"}
 
 
-def _emit(p: Plan, name: str):
-    """The plan's LLVM module (small kernels marked, see _mark_small_kernels) and its kernels."""
+def _emit(p: Plan, name: str, parts: int = 1):
+    """The plan's LLVM modules (small kernels marked, see _is_small) and its kernels."""
     from .emit import emit_module  # not needed to load cached code
-    module, kernels = emit_module(p, blas=blas_info(), name=name)
-    _mark_small_kernels(module, kernels)
-    return module, kernels
+    return emit_module(p, blas=blas_info(), name=name, parts=parts, small=_is_small)
 
 
-def _mark_small_kernels(module, kernels) -> None:
-    """Give the functions of small kernels LLVM's ``optsize`` attribute.
+def _is_small(code, epilogue: bool) -> bool:
+    """Whether a kernel function gets LLVM's ``optsize`` attribute.
 
-    The O3 pipeline then still vectorizes their loops but neither unrolls nor
+    The O3 pipeline then still vectorizes its loops but neither unrolls nor
     interleaves them, so instruction selection has far less code to go through.
     Measured on the W3 training step (13 such functions on 128x10 or 512 values):
     the module compiles in half the time; those kernels ran 5 us slower per step
     in total, most of it log_softmax over rows of 10, which is therefore never
-    marked (``_NEVER_SMALL_KINDS``).
+    marked (``_NEVER_SMALL_KINDS``). A lane-padded loop (``codegen.emit._padded_inner``)
+    vectorizes only at full optimization.
     """
-    for code, elements in _function_elements(kernels):
-        # a lane-padded loop (codegen.emit._padded_inner) vectorizes only at full optimization
-        if elements < SMALL_KERNEL_ELEMENTS and not code.padded:
-            module.globals[code.name].attributes.add("optsize")
+    return _function_elements(code.kernel, epilogue) < SMALL_KERNEL_ELEMENTS and not code.padded
 
 
-def _function_elements(kernels):
-    """``(kernel code, elements it works on)`` for each emitted function.
+def _function_elements(k, epilogue: bool) -> float:
+    """The elements a kernel function works on.
 
     A kernel's first function runs its body: the most elements of any value in it
     (inputs included); matmuls count as infinite (their work is M*N*K, and with BLAS
     they are one call). A second function of the same kernel is its elementwise
     epilogue (see ``emit_module``), over the kernel's output only.
     """
-    seen = set()
-    for code in kernels:
-        k = code.kernel
-        if id(k) in seen:
-            yield code, k.node.type.size
-        elif k.kind in _NEVER_SMALL_KINDS:
-            yield code, float("inf")
-        else:
-            yield code, max((n.type.size for n in k.body.nodes), default=0)
-        seen.add(id(k))
+    if epilogue:
+        return k.node.type.size
+    if k.kind in _NEVER_SMALL_KINDS:
+        return float("inf")
+    return max((n.type.size for n in k.body.nodes), default=0)
+
+
+def _optimized(text: str, opt_level: int):
+    return llvm_target.optimize(llvm_target.parse(text), opt_level)
+
+
+def _compile_parts(modules, opt_level: int) -> list[bytes]:
+    """Object files of these ``ir.Module``s (printed, parsed, optimized, compiled)."""
+    return [cache.compile_object(_optimized(str(m), opt_level)) for m in modules]
 
 
 def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
-    """Emit, optimize and JIT; returns the code and its object file (for the disk cache)."""
-    module, kernels = _emit(p, name)
-    text = str(module)
-    mod = llvm_target.optimize(llvm_target.parse(text), opt_level)
-    engine, obj = cache.jit_with_object(mod)
-    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), text, "", None, kernels,
-                        optimized_ir_fn=lambda: str(mod))  # the engine owns (keeps) the module
+    """Emit, optimize, compile and load; returns the code and its objects (for the disk cache).
+
+    A big program is emitted as two modules, the second compiled by a forked
+    worker meanwhile (``codegen.parallel``); the engine links the two objects.
+    """
+    from . import parallel
+    parts = 2 if parallel.available(len(p.kernels)) else 1
+    modules, kernels = _emit(p, name, parts)
+    worker = parallel.ForkedCompile(lambda: _compile_parts(modules[1:], opt_level)) if parts > 1 else None
+    try:
+        text = str(modules[0])
+        mod = _optimized(text, opt_level)
+        objects = [cache.compile_object(mod)]
+        rest = worker.result() if worker is not None else []
+    finally:
+        if worker is not None:
+            worker.cancel()
+    if rest is None or len(rest) != len(modules) - 1:  # the worker failed: compile its part here
+        rest = _compile_parts(modules[1:], opt_level)
+    objects += rest
+    engine = cache.load_objects(objects)
+    if engine is None:
+        raise RuntimeError(f"graphc: the machine code of {name!r} does not load (LLVM could not link it)")
+    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), "", "", None, kernels)
+    # IR texts on request: the first part's optimized module is at hand, the others are redone
+    native.llvm_ir_fn = lambda: _joined([text] + [str(m) for m in modules[1:]])
+    native.optimized_ir_fn = lambda: _joined([str(mod)] + [str(_optimized(str(m), opt_level)) for m in modules[1:]])
     native.assembly_fn = _assembly_of(lambda: native.stage("optimized_ir"))
-    return native, obj
+    return native, parallel.pack(objects)
+
+
+_PART_MARK = "; ---- graphc: next module "
+
+
+def _joined(texts: list[str]) -> str:
+    """Module texts as one (compiled in parallel, linked by the engine), each headed by a mark line."""
+    if len(texts) == 1:
+        return texts[0]
+    return "\n".join(f"{_PART_MARK}({i + 1} of {len(texts)}, linked by name) ----\n{t}"
+                     for i, t in enumerate(texts))
+
+
+def _split(text: str) -> list[str]:
+    """The module texts of ``_joined``'s output."""
+    if not text.startswith(_PART_MARK):
+        return [text]
+    return [chunk.split("\n", 1)[1] for chunk in text.split("\n" + _PART_MARK)]
 
 
 def _assembly_of(optimized_ir):
-    """``() -> assembly text`` of an optimized module, given its IR text or ``() -> text``."""
+    """``() -> assembly text`` of optimized modules, given their IR text (``_joined``) or ``() -> text``."""
     def asm() -> str:
         import llvmlite.binding as llvm
         text = optimized_ir() if callable(optimized_ir) else optimized_ir
-        return llvm_target.target_machine().emit_assembly(llvm.parse_assembly(text))
+        return "\n".join(llvm_target.target_machine().emit_assembly(llvm.parse_assembly(t)) for t in _split(text))
     return asm
 
 
-def _load(obj: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | None:
-    """Machine code from a cached object file; IR and kernels are re-derived on demand."""
-    engine = cache.load_object(obj)
+def _load(payload: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | None:
+    """Machine code from cached object files; IR and kernels are re-derived on demand."""
+    from . import parallel
+    objects = parallel.unpack(payload)
+    engine = cache.load_objects(objects) if objects else None
     addr = engine.get_function_address(ENTRY_NAME) if engine is not None else 0
     if not addr:
         return None
     native = NativeCode(engine, addr)
 
     def details():
-        module, kernels = _emit(p, name)
-        text = str(module)
-        optimized = str(llvm_target.optimize(llvm_target.parse(text), opt_level))
+        modules, kernels = _emit(p, name)
+        text = str(modules[0])
+        optimized = str(_optimized(text, opt_level))
         return text, optimized, _assembly_of(optimized), kernels
     native.lazy_details = details
     return native

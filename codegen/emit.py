@@ -72,6 +72,7 @@ class KernelCode:
     chunks: int
     summary: str
     padded: bool = False  # has a lane-padded inner loop (see _padded_inner): needs the vectorizer
+    part: int = 0  # the module it is emitted into (emit_module's ``parts``)
 
     @property
     def kind(self) -> str:
@@ -675,32 +676,78 @@ EMITTERS = {"elementwise": emit_elementwise, "reduce": emit_reduce, "softmax": e
             "scatter_add": emit_scatter_add}
 
 
-def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) -> tuple[str, int, bool]:
+def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) -> tuple[ir.Function, int, bool]:
+    """Emit one kernel function; returns it, its chunk count and whether it has a padded loop."""
     fn = ir.Function(module, KERNEL_TYPE, name=name)  # external: the profiler calls kernels one by one
     fn.attributes.add("noinline")  # each kernel is optimized once, not copied into the entry
     kc = KernelContext(module, fn, plan)
     kc.written.add(target.slot)
     chunks = emit(kc, target)
     kc.finish()
-    return name, chunks, kc.padded
+    return fn, chunks, kc.padded
 
 
-def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module, list[KernelCode]]:
-    """The LLVM module of a plan and the list of its kernel functions.
+def _code_size(fn: ir.Function) -> float:
+    """Estimated milliseconds LLVM takes to optimize and compile ``fn`` (O3, on this kind of
+    machine), to balance the parts of a module (``emit_module``).
+
+    Fitted to the 28 functions of the W3 training step: ~3 ms per function, 7.5 per loop
+    (vectorized and interleaved; 2.5 under ``optsize``), 0.04 per instruction, and 3 per
+    inlined math call, 20 in a softmax, whose short rows unroll it into one copy per
+    element (e.g. log_softmax over rows of 10: 71 ms).
+    """
+    loops = inst = math = 0
+    for block in fn.blocks:
+        loops += block.name.endswith(".head")
+        for i in block.instructions:
+            inst += 1
+            callee = getattr(i, "callee", None)
+            math += isinstance(callee, ir.Function) and "alwaysinline" in callee.attributes
+    per_loop = 2.5 if "optsize" in fn.attributes else 7.5
+    per_math = 20 if "softmax" in fn.name else 3
+    return 3 + per_loop * loops + 0.04 * inst + per_math * math
+
+
+def emit_module(plan: Plan, blas=None, name: str = "graphc", parts: int = 1,
+                small=None) -> tuple[list[ir.Module], list[KernelCode]]:
+    """The LLVM modules of a plan and the list of its kernel functions.
 
     A kernel whose body is a reduction, softmax or matmul followed by an
     elementwise epilogue gets two functions: the heavy loop writes the
     kernel's buffer, then the epilogue rewrites it in place (no intermediate
     buffer).
+
+    ``parts``: how many modules to spread the kernel functions over, to be
+    compiled in parallel (``codegen.parallel``). Each function goes to the
+    module with the least code so far (``_code_size``); the entry point
+    ``graphc_run`` is in the first and declares the functions it calls in the
+    others. Kernels call nothing but intrinsics, their own inlined math
+    functions and the runtime table, so the parts link by those names alone.
+
+    ``small(code, epilogue) -> bool``: which functions get LLVM's ``optsize``
+    (the compiler's policy, ``codegen.compiler._is_small``).
     """
     from graphc.passes.fusion import heavy_node
-    module = ir.Module(name=name)
+    modules = [ir.Module(name=name if i == 0 else f"{name}.part{i}") for i in range(max(1, parts))]
+    load = [0.0] * len(modules)
+    load[0] = 3 + len(plan.kernels)  # the entry, emitted last (a call, maybe a chunk loop, per kernel)
     codes: list[KernelCode] = []
     split_gemms: set[str] = set()
     # chunked GEMMs need BLAS single-threaded for the whole call; a huge GEMM (seconds of work,
     # e.g. 2048^3) runs better on BLAS's own threads, which share their packed panels: 0.88x of
     # numpy in chunks vs 0.98x. So a module with one leaves every GEMM to BLAS.
     split_ok = not any(_gemm_macs(k) >= HUGE_GEMM_MACS for k in plan.kernels)
+
+    def place(fname, emit, target, k, summary, epilogue) -> KernelCode:
+        part = load.index(min(load))
+        fn, chunks, padded = _function(modules[part], plan, fname, emit, target)
+        code = KernelCode(fname, k, chunks, summary, padded, part)
+        if small is not None and small(code, epilogue):
+            fn.attributes.add("optsize")
+        load[part] += _code_size(fn)
+        codes.append(code)
+        return code
+
     for i, k in enumerate(plan.kernels):
         slots = k.body_slots(plan.slot_of)
         root = k.body.outputs[0]
@@ -711,18 +758,17 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
         else:
             emit = EMITTERS[k.kind]
         target = Target(first, k.slot, slots, k.accumulate)
-        fname, chunks, padded = _function(module, plan, f"k{i}_{first.op}", emit, target)
-        if k.kind == "matmul" and chunks > 1:
-            split_gemms.add(fname)
-        codes.append(KernelCode(fname, k, chunks, f"{k.kind} {first.op} {k.node.type}"
-                                + (" (in place: C = alpha AB + beta C)" if k.accumulate else ""), padded))
+        summary = f"{k.kind} {first.op} {k.node.type}" + (" (in place: C = alpha AB + beta C)" if k.accumulate else "")
+        code = place(f"k{i}_{first.op}", emit, target, k, summary, False)
+        if k.kind == "matmul" and code.chunks > 1:
+            split_gemms.add(code.name)
         if heavy is not None and heavy is not root and k.accumulate is None:
             epi_slots = dict(slots)
             epi_slots[id(heavy)] = k.slot
-            fname, chunks, padded = _function(module, plan, f"k{i}_epilogue_{root.op}", emit_elementwise,
-                                              Target(root, k.slot, epi_slots))
-            codes.append(KernelCode(fname, k, chunks, f"epilogue {root.op} {k.node.type}", padded))
+            place(f"k{i}_epilogue_{root.op}", emit_elementwise, Target(root, k.slot, epi_slots), k,
+                  f"epilogue {root.op} {k.node.type}", True)
 
+    module = modules[0]
     entry = ir.Function(module, ir.FunctionType(VOID, [I8PP]), name=ENTRY_NAME)
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     ctx = b.bitcast(entry.args[0], I8P)
@@ -736,9 +782,9 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
         with b.if_then(have_serial):
             b.call(b.inttoptr(serial_blas, hook_type), [])
     for code in codes:
-        fn = module.globals[code.name]
         if code.chunks == 0:
             continue
+        fn = module.globals.get(code.name) or ir.Function(module, KERNEL_TYPE, name=code.name)  # in another part
         if code.chunks == 1:
             b.call(fn, [ctx, const64(0)])
             continue
@@ -764,5 +810,5 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc") -> tuple[ir.Module,
         with b.if_then(have_serial):
             b.call(b.inttoptr(b.load(b.gep(table, [const64(RT_BLAS_RESTORE)])), hook_type), [])
     b.ret_void()
-    return module, codes
+    return modules, codes
 

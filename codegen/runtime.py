@@ -133,11 +133,15 @@ class NativeCode:
     kernels: list = field(default_factory=list)
     lazy_details: object = None
     optimized_ir_fn: object = None  # () -> str: printing the optimized module costs ms, so on demand
+    llvm_ir_fn: object = None  # () -> str: likewise for the IR as emitted
 
     def _details(self):
         if self.lazy_details is not None:
             self.llvm_ir, self.optimized_ir, self.assembly_fn, self.kernels = self.lazy_details()
             self.lazy_details = None
+        if self.llvm_ir_fn is not None:
+            self.llvm_ir = self.llvm_ir_fn()
+            self.llvm_ir_fn = None
         if self.optimized_ir_fn is not None:
             self.optimized_ir = self.optimized_ir_fn()
             self.optimized_ir_fn = None

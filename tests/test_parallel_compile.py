@@ -1,0 +1,194 @@
+"""Parallel compilation (codegen.parallel): a big program is emitted as two modules, the second
+compiled in a forked worker; the engine links the two objects. The code must be the same as a
+compile in one piece, and any failure of the worker must only cost time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.codegen import cache, compiler, parallel
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
+                                reason="parallel compilation forks workers on Linux with 2+ CPUs only")
+
+MARK = "; ---- graphc: next module"
+
+
+def _mlp_step(seed=0, lr=0.05):
+    """A training step of 20+ kernel functions (784-64-32-10 MLP, batch 32)."""
+    rng = np.random.default_rng(seed)
+    x = gc.placeholder((32, 784), gc.float32, name="x")
+    labels = gc.placeholder((32,), gc.int64, name="labels")
+    params, h = [], x
+    sizes = (784, 64, 32, 10)
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        w = gc.parameter((rng.normal(size=(i, o)) * np.sqrt(2 / i)).astype(np.float32), name=f"w{k}")
+        b = gc.parameter(np.zeros(o, np.float32), name=f"b{k}")
+        params += [w, b]
+        h = h @ w + b
+        if k < 3:
+            h = gc.tanh(h)
+    loss = -gc.mean(gc.sum(gc.one_hot(labels, 10) * gc.log_softmax(h), axis=1))
+    grads = gc.grad(loss, params)
+    step = gc.compile([x, labels], loss, updates=[(p, p - lr * g) for p, g in zip(params, grads)])
+    return step, params
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(32, 784)).astype(np.float32), rng.integers(0, 10, 32)
+
+
+def _compile(monkeypatch, tmp_path, parallel_on: bool, name: str):
+    monkeypatch.setenv("GRAPHC_PARALLEL_COMPILE", "1" if parallel_on else "0")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / name))
+    monkeypatch.setattr(cache, "_memory", {})
+    return _mlp_step()
+
+
+def _train(step, params, steps=5):
+    x, y = _data()
+    losses = [float(step(x, y)) for _ in range(steps)]
+    return losses, [p.node.value.copy() for p in params]
+
+
+def test_two_parts_give_the_same_results_as_one(monkeypatch, tmp_path):
+    one, p1 = _compile(monkeypatch, tmp_path, False, "one")
+    two, p2 = _compile(monkeypatch, tmp_path, True, "two")
+    assert MARK not in one.llvm_ir
+    assert two.llvm_ir.count(MARK) == 2  # two modules, each headed by the mark
+    parts = {k.part for k in two.native.kernels}
+    assert parts == {0, 1}
+    l1, w1 = _train(one, p1)
+    l2, w2 = _train(two, p2)
+    np.testing.assert_array_equal(l1, l2)
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_parts_are_balanced(monkeypatch, tmp_path):
+    step, _ = _compile(monkeypatch, tmp_path, True, "bal")
+    from graphc.codegen.emit import _code_size
+    modules, _ = compiler._emit(step.plan, "bal", 2)
+    loads = [sum(_code_size(f) for f in m.functions if f.blocks and "alwaysinline" not in f.attributes)
+             for m in modules]
+    assert min(loads) > 0.6 * max(loads), loads
+
+
+def test_optimized_ir_assembly_and_profile_cover_both_parts(monkeypatch, tmp_path):
+    step, _ = _compile(monkeypatch, tmp_path, True, "stages")
+    names = [k.name for k in step.native.kernels]
+    opt = step.optimized_llvm_ir
+    asm = step.assembly
+    assert opt.count(MARK) == 2
+    for n in names:
+        assert f"@{n}(" in opt
+        assert f"{n}:" in asm
+    x, y = _data()
+    rows = step.profile(x, y, repeat=3)
+    assert [r[0] for r in rows] == names
+    assert all(us > 0 for _, chunks, us in rows if chunks)
+
+
+def _fail_in_child(real):
+    parent = os.getpid()
+
+    def compile_parts(modules, opt_level):
+        if os.getpid() != parent:
+            raise RuntimeError("worker fails")
+        return real(modules, opt_level)
+    return compile_parts
+
+
+def test_a_failing_worker_only_costs_time(monkeypatch, tmp_path):
+    monkeypatch.setattr(compiler, "_compile_parts", _fail_in_child(compiler._compile_parts))
+    step, params = _compile(monkeypatch, tmp_path, True, "fail")
+    assert step.llvm_ir.count(MARK) == 2
+    monkeypatch.undo()
+    ref, rparams = _compile(monkeypatch, tmp_path, False, "ref")
+    np.testing.assert_array_equal(_train(step, params)[0], _train(ref, rparams)[0])
+
+
+def test_a_crashing_worker_only_costs_time(monkeypatch, tmp_path):
+    parent = os.getpid()
+    real = compiler._compile_parts
+
+    def crash(modules, opt_level):
+        if os.getpid() != parent:
+            os.abort()  # as a fatal LLVM error would
+        return real(modules, opt_level)
+    monkeypatch.setattr(compiler, "_compile_parts", crash)
+    step, params = _compile(monkeypatch, tmp_path, True, "crash")
+    x, y = _data()
+    assert np.isfinite(step(x, y))
+
+
+def test_a_stuck_worker_is_killed_after_the_timeout():
+    w = parallel.ForkedCompile(lambda: time.sleep(30) or [b"never"])
+    t = time.perf_counter()
+    assert w.result(timeout=0.3) is None
+    assert time.perf_counter() - t < 5
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left
+        os.waitpid(w.pid, os.WNOHANG)
+
+
+def test_worker_result_round_trip():
+    objs = [b"", b"abc", bytes(range(256)) * 1000]
+    assert parallel.ForkedCompile(lambda: objs).result() == objs
+
+
+@pytest.mark.parametrize("objs", [[], [b""], [b"x" * 10, b"y"]])
+def test_pack_unpack(objs):
+    assert parallel.unpack(parallel.pack(objs)) == objs
+
+
+@pytest.mark.parametrize("bad", [b"\x05\x00\x00", b"\x09\x00\x00\x00\x00\x00\x00\x00abc"])
+def test_unpack_rejects_torn_data(bad):
+    assert parallel.unpack(bad) is None
+
+
+def test_no_fork_with_another_python_thread_or_when_turned_off(monkeypatch):
+    monkeypatch.setenv("GRAPHC_PARALLEL_COMPILE", "1")
+    assert parallel.available(parallel.MIN_KERNELS)
+    assert not parallel.available(parallel.MIN_KERNELS - 1)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not parallel.available(100)
+    finally:
+        stop.set()
+        t.join()
+    monkeypatch.setenv("GRAPHC_PARALLEL_COMPILE", "0")
+    assert not parallel.available(100)
+
+
+SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from test_parallel_compile import _mlp_step, _data, MARK
+step, _ = _mlp_step()
+x, y = _data()
+print(int(step.cache_hit), step.llvm_ir.count(MARK), repr(float(step(x, y))))
+"""
+
+
+def test_both_parts_are_cached_on_disk(tmp_path):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path), GRAPHC_PARALLEL_COMPILE="1")
+    script = SCRIPT.format(tests=os.path.dirname(__file__))
+    outs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    for r in outs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    (hit1, parts1, loss1), (hit2, parts2, loss2) = (r.stdout.split() for r in outs)
+    assert (hit1, hit2) == ("0", "1")
+    assert parts1 == "2"  # compiled in two parts; the cached copy re-derives its IR in one piece
+    assert loss1 == loss2
