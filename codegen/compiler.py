@@ -157,12 +157,23 @@ def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
     engine = cache.load_objects(objects)
     if engine is None:
         raise RuntimeError(f"graphc: the machine code of {name!r} does not load (LLVM could not link it)")
-    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), "", "", None, kernels)
-    # IR texts on request: the first part's optimized module is at hand, the others are redone
-    native.llvm_ir_fn = lambda: _joined([text] + [str(m) for m in modules[1:]])
-    native.optimized_ir_fn = lambda: _joined([str(mod)] + [str(_optimized(str(m), opt_level)) for m in modules[1:]])
-    native.assembly_fn = _assembly_of(lambda: native.stage("optimized_ir"))
+    native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), kernels=kernels)
+    native.lazy_details = _stages(p, name, opt_level, parts)
     return native, parallel.pack(objects)
+
+
+def _stages(p: Plan, name: str, opt_level: int, parts: int):
+    """``() -> (IR, optimized IR, assembly function, kernels)``, derived again on request.
+
+    Emission is deterministic, so the texts are those of the compiled code; keeping
+    a compile's modules alive instead costs memory and ~40 ms at interpreter exit.
+    """
+    def details():
+        modules, kernels = _emit(p, name, parts)
+        texts = [str(m) for m in modules]
+        optimized = _joined([str(_optimized(t, opt_level)) for t in texts])
+        return _joined(texts), optimized, _assembly_of(optimized), kernels
+    return details
 
 
 _PART_MARK = "; ---- graphc: next module "
@@ -201,13 +212,7 @@ def _load(payload: bytes, p: Plan, name: str, opt_level: int) -> NativeCode | No
     if not addr:
         return None
     native = NativeCode(engine, addr)
-
-    def details():
-        modules, kernels = _emit(p, name)
-        text = str(modules[0])
-        optimized = str(_optimized(text, opt_level))
-        return text, optimized, _assembly_of(optimized), kernels
-    native.lazy_details = details
+    native.lazy_details = _stages(p, name, opt_level, len(objects))
     return native
 
 

@@ -121,8 +121,8 @@ def _new_arena(nbytes: int) -> np.ndarray:
 class NativeCode:
     """Loaded machine code: the engine that owns it, the entry point's address, and its stages.
 
-    Code loaded from the disk cache re-derives its IR texts and kernel list on
-    first request (``lazy_details``).
+    The IR texts and assembly are derived again on first request (``lazy_details``):
+    they are seldom read, and costly to print or to keep.
     """
 
     engine: object
@@ -132,19 +132,11 @@ class NativeCode:
     assembly_fn: object = None  # () -> str, produced on demand
     kernels: list = field(default_factory=list)
     lazy_details: object = None
-    optimized_ir_fn: object = None  # () -> str: printing the optimized module costs ms, so on demand
-    llvm_ir_fn: object = None  # () -> str: likewise for the IR as emitted
 
     def _details(self):
         if self.lazy_details is not None:
             self.llvm_ir, self.optimized_ir, self.assembly_fn, self.kernels = self.lazy_details()
             self.lazy_details = None
-        if self.llvm_ir_fn is not None:
-            self.llvm_ir = self.llvm_ir_fn()
-            self.llvm_ir_fn = None
-        if self.optimized_ir_fn is not None:
-            self.optimized_ir = self.optimized_ir_fn()
-            self.optimized_ir_fn = None
 
     def stage(self, name: str):
         self._details()
