@@ -133,11 +133,13 @@ def _compile_parts(modules, opt_level: int) -> list[bytes]:
     return [cache.compile_object(_optimized(str(m), opt_level)) for m in modules]
 
 
-def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
+def _build(p: Plan, name: str, opt_level: int, while_waiting=None) -> tuple[NativeCode, bytes]:
     """Emit, optimize, compile and load; returns the code and its objects (for the disk cache).
 
     A big program is emitted as two modules, the second compiled by a forked
     worker meanwhile (``codegen.parallel``); the engine links the two objects.
+    ``while_waiting()`` runs once this process is done with its part, before it
+    waits for the worker's (the runtime modules compile there).
     """
     from . import parallel
     parts = 2 if parallel.available(len(p.kernels)) else 1
@@ -147,6 +149,8 @@ def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
         text = str(modules[0])
         mod = _optimized(text, opt_level)
         objects = [cache.compile_object(mod)]
+        if worker is not None and while_waiting is not None:
+            while_waiting()
         rest = worker.result() if worker is not None else []
     finally:
         if worker is not None:
@@ -242,7 +246,7 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
             native = _load(obj, p, graph.name, opt_level)
             hit = native is not None
         if native is None:
-            native, obj = _build(p, graph.name, opt_level)
+            native, obj = _build(p, graph.name, opt_level, while_waiting=runtime_table)
             if obj:
                 cache.disk_put(key, obj)
         cache.memory_put(key, native)
