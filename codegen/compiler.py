@@ -128,36 +128,33 @@ def _optimized(text: str, opt_level: int):
     return llvm_target.optimize(llvm_target.parse(text), opt_level)
 
 
-def _compile_parts(modules, opt_level: int) -> list[bytes]:
-    """Object files of these ``ir.Module``s (printed, parsed, optimized, compiled)."""
-    return [cache.compile_object(_optimized(str(m), opt_level)) for m in modules]
+def _compile_part(module, opt_level: int) -> bytes:
+    """The object file of an ``ir.Module`` (printed, parsed, optimized, compiled)."""
+    return cache.compile_object(_optimized(str(module), opt_level))
 
 
 def _build(p: Plan, name: str, opt_level: int, while_waiting=None) -> tuple[NativeCode, bytes]:
     """Emit, optimize, compile and load; returns the code and its objects (for the disk cache).
 
-    A big program is emitted as two modules, the second compiled by a forked
-    worker meanwhile (``codegen.parallel``); the engine links the two objects.
-    ``while_waiting()`` runs once this process is done with its part, before it
-    waits for the worker's (the runtime modules compile there).
+    A big program is emitted as ``parallel.PARTS`` modules, compiled by this
+    process and a forked worker (``codegen.parallel``); the engine links the
+    objects. ``while_waiting()`` runs once this process has no module left to
+    take, before it waits for the worker's last (the runtime modules compile there).
     """
     from . import parallel
-    parts = 2 if parallel.available(len(p.kernels)) else 1
+    from .emit import _code_size
+    parts = parallel.PARTS if parallel.available(len(p.kernels)) else 1
     modules, kernels = _emit(p, name, parts)
-    worker = parallel.ForkedCompile(lambda: _compile_parts(modules[1:], opt_level)) if parts > 1 else None
-    try:
-        text = str(modules[0])
-        mod = _optimized(text, opt_level)
-        objects = [cache.compile_object(mod)]
-        if worker is not None and while_waiting is not None:
-            while_waiting()
-        rest = worker.result() if worker is not None else []
-    finally:
-        if worker is not None:
-            worker.cancel()
-    if rest is None or len(rest) != len(modules) - 1:  # the worker failed: compile its part here
-        rest = _compile_parts(modules[1:], opt_level)
-    objects += rest
+    if parts > 1:
+        cost = [sum(_code_size(f) for f in m.functions if f.blocks) for m in modules]
+        order = sorted(range(parts), key=lambda i: -cost[i])  # the costliest first
+        done = parallel.run_shared([lambda m=modules[i]: _compile_part(m, opt_level) for i in order],
+                                   after_own=while_waiting)
+        objects = [None] * parts
+        for i, obj in zip(order, done):
+            objects[i] = obj
+    else:
+        objects = [_compile_part(modules[0], opt_level)]
     engine = cache.load_objects(objects)
     if engine is None:
         raise RuntimeError(f"graphc: the machine code of {name!r} does not load (LLVM could not link it)")

@@ -708,6 +708,16 @@ def _code_size(fn: ir.Function) -> float:
     return 3 + per_loop * loops + 0.04 * inst + per_math * math
 
 
+def _compile_cost_rank(k: Kernel) -> int:
+    """0 for kernels that take LLVM longest (softmax: short rows unrolled with their ``exp``s),
+    1 for other loops over many values, 2 for small ones, 3 for matmuls (a BLAS call)."""
+    if k.kind == "softmax":
+        return 0
+    if k.kind == "matmul":
+        return 3
+    return 1 if max((n.type.size for n in k.body.nodes), default=0) >= 4096 else 2  # compiler.SMALL_KERNEL_ELEMENTS
+
+
 def emit_module(plan: Plan, blas=None, name: str = "graphc", parts: int = 1,
                 small=None) -> tuple[list[ir.Module], list[KernelCode]]:
     """The LLVM modules of a plan and the list of its kernel functions.
@@ -748,7 +758,11 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc", parts: int = 1,
         codes.append(code)
         return code
 
-    for i, k in enumerate(plan.kernels):
+    order = range(len(plan.kernels))
+    if len(modules) > 1:  # the costliest first: each part's load is then known when the small ones come
+        order = sorted(order, key=lambda i: _compile_cost_rank(plan.kernels[i]))
+    for i in order:
+        k = plan.kernels[i]
         slots = k.body_slots(plan.slot_of)
         root = k.body.outputs[0]
         heavy = heavy_node(k.body, k.kind)
@@ -768,6 +782,8 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc", parts: int = 1,
             place(f"k{i}_epilogue_{root.op}", emit_elementwise, Target(root, k.slot, epi_slots), k,
                   f"epilogue {root.op} {k.node.type}", True)
 
+    position = {id(k): i for i, k in enumerate(plan.kernels)}
+    codes.sort(key=lambda c: position[id(c.kernel)])  # stable: an epilogue after its kernel
     module = modules[0]
     entry = ir.Function(module, ir.FunctionType(VOID, [I8PP]), name=ENTRY_NAME)
     b = ir.IRBuilder(entry.append_basic_block("entry"))

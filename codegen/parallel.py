@@ -1,21 +1,24 @@
-"""Compile part of a program in a forked worker process, in parallel with this one.
+"""Compile the parts of a program in this process and a forked worker, sharing the work.
 
 LLVM's optimization and code generation take most of a cold compile (about
 0.3 s of the W3 training step), and llvmlite runs one LLVM call at a time in
 a process. So ``codegen.emit.emit_module`` spreads the kernel functions over
-two modules, and while this process compiles the first, a child made with
-``fork()`` compiles the second and sends back its object file through a pipe;
-the engine links the two (``codegen.cache.load_objects``).
+a few modules, and :func:`run_shared` compiles them here and in a child made
+with ``fork()``: each process takes the next module from a queue (a pipe
+holding one byte per module, costliest first; a 1-byte read is atomic), so
+neither waits long for the other whatever the estimates' errors. The child
+sends its object files back through a second pipe; the engine links all
+objects by their symbols (``codegen.cache.load_objects``).
 
-The child only prints, optimizes and compiles its module (memory it got from
-the parent at the fork) and leaves with ``os._exit``: no Python clean-up, no
+The child only prints, optimizes and compiles modules (memory it got from the
+parent at the fork) and leaves with ``os._exit``: no Python clean-up, no
 atexit handlers, nothing shared written. A fork is only made where that is
 safe and worth it (:func:`available`): on Linux, with 2 or more CPUs, when no
 other Python thread runs (another thread could hold a lock the child would
 wait on forever; graphc's own worker threads and BLAS's are native threads
 that never hold anything the child takes), and for programs big enough.
 Whatever goes wrong in the child (an exception, a crash, a time-out) only
-means the parent compiles that part itself.
+means the parent compiles those modules itself.
 
 ``GRAPHC_PARALLEL_COMPILE=0`` turns it off.
 """
@@ -34,10 +37,11 @@ import warnings
 from typing import Callable
 
 # a compile is split only with at least this many kernels: below it the fork (~3 ms) and the
-# second module's fixed costs eat what parallel compilation saves
+# extra modules' fixed costs (~3 ms each) eat what parallel compilation saves
 MIN_KERNELS = 6
-# the parent waits this long for its child beyond its own compile time before compiling the
-# child's part itself
+# modules a split program is emitted as: more balance the two processes better, each costs ~3 ms
+PARTS = 4
+# the parent waits this long for its child after finishing its own share, then compiles the rest
 TIMEOUT_SECONDS = 60.0
 
 
@@ -69,62 +73,96 @@ def unpack(data: bytes) -> list[bytes] | None:
     return objects
 
 
-class ForkedCompile:
-    """A child process running ``work() -> list of object files``; :meth:`result` collects them."""
-
-    def __init__(self, work: Callable[[], list[bytes]]):
-        self.started = time.perf_counter()
-        r, w = os.pipe()
-        with warnings.catch_warnings():  # Python 3.12+ warns of fork with (native) threads; see the module doc
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child: never returns
-            status = 1
-            try:
-                os.close(r)
-                faulthandler.disable()  # a crash here is reported by the parent's own compile of the part
-                data = pack(work())
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(w, view):]
-                status = 0
-            except BaseException:  # noqa: BLE001 - the parent compiles this part itself
-                pass
-            finally:
-                os._exit(status)
-        os.close(w)
-        self.pid, self.fd = pid, r
-
-    def result(self, timeout: float = TIMEOUT_SECONDS) -> list[bytes] | None:
-        """The child's object files, or None if it failed or took longer than ``timeout`` s."""
-        chunks, ok = [], False
+def run_shared(jobs: list[Callable[[], bytes]], after_own: Callable[[], object] | None = None,
+               timeout: float = TIMEOUT_SECONDS) -> list[bytes]:
+    """``[job() for job in jobs]``, computed here and in a forked child; each process takes
+    the next job in order (put the longest first). ``after_own()`` runs here once the queue is
+    empty, before waiting for the child's last jobs. Jobs the child did not deliver within
+    ``timeout`` s of that moment (or at all: it failed or crashed) are run here."""
+    if len(jobs) > 255:
+        raise ValueError("run_shared: at most 255 jobs (one byte each in the queue)")
+    results: list[bytes | None] = [None] * len(jobs)
+    queue_r, queue_w = os.pipe()
+    os.write(queue_w, bytes(range(len(jobs))))
+    os.close(queue_w)  # empty queue = end of file for both processes
+    out_r, out_w = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns of fork with (native) threads; see the module doc
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
         try:
-            deadline = time.perf_counter() + timeout
-            while True:
-                left = deadline - time.perf_counter()
-                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                    break  # time-out
-                chunk = os.read(self.fd, 1 << 20)
-                if not chunk:
-                    ok = True
-                    break
-                chunks.append(chunk)
+            os.close(out_r)
+            faulthandler.disable()  # a crash here is reported by the parent's own run of the job
+            done = [(i, jobs[i]()) for i in _take(queue_r)]
+            _write_all(out_w, b"".join(struct.pack("<QQ", i, len(obj)) + obj for i, obj in done))
+            status = 0
+        except BaseException:  # noqa: BLE001 - the parent runs these jobs itself
+            pass
         finally:
-            self._reap(kill=not ok)
-        return unpack(b"".join(chunks)) if ok and self.status == 0 else None
+            os._exit(status)
+    os.close(out_w)
+    try:
+        for i in _take(queue_r):
+            results[i] = jobs[i]()
+        if after_own is not None:
+            after_own()
+        data = _read_until_eof(out_r, timeout)
+    finally:
+        _reap(pid, out_r, queue_r)
+    for i, obj in _records(data):
+        if 0 <= i < len(jobs) and results[i] is None:
+            results[i] = obj
+    return [r if r is not None else jobs[i]() for i, r in enumerate(results)]
 
-    def cancel(self) -> None:
-        """Stop the child (the caller no longer needs its work)."""
-        if self.fd is not None:
-            self._reap(kill=True)
 
-    def _reap(self, kill: bool) -> None:
-        if kill:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        os.close(self.fd)
-        self.fd = None
-        _, status = os.waitpid(self.pid, 0)
-        self.status = os.waitstatus_to_exitcode(status)
+def _take(queue_fd: int):
+    """The indices of the jobs this process takes from the queue, one at a time."""
+    while True:
+        b = os.read(queue_fd, 1)
+        if not b:
+            return
+        yield b[0]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_until_eof(fd: int, timeout: float) -> bytes:
+    """What the child wrote, up to its exit, or up to the time-out (then possibly torn)."""
+    chunks = []
+    deadline = time.perf_counter() + timeout
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _records(data: bytes):
+    """``(job index, object)`` pairs of the child's output; a torn tail is dropped."""
+    p = 0
+    while p + 16 <= len(data):
+        i, n = struct.unpack_from("<QQ", data, p)
+        if p + 16 + n > len(data):
+            return
+        yield i, data[p + 16:p + 16 + n]
+        p += 16 + n
+
+
+def _reap(pid: int, *fds: int) -> None:
+    """Stop the child if it still runs (its work is no longer awaited), wait for it, close fds."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    os.waitpid(pid, 0)
+    for fd in fds:
+        os.close(fd)
