@@ -163,6 +163,9 @@ def _reap(pid: int, *fds: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
-    os.waitpid(pid, 0)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # SIGCHLD ignored: the system reaped it already
+        pass
     for fd in fds:
         os.close(fd)

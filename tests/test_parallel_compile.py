@@ -159,6 +159,16 @@ def test_jobs_are_shared_and_results_kept_in_order():
     assert {o[-1:] for o in out} == {b"P", b"C"}  # both processes did some
 
 
+def test_children_reaped_by_the_system_are_fine(monkeypatch):
+    """With SIGCHLD ignored (as daemons do) the kernel reaps the child itself: no error."""
+    import signal
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert parallel.run_shared([lambda: b"a", lambda: b"b"]) == [b"a", b"b"]
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+
+
 def test_after_own_runs_here_once():
     calls = []
     parallel.run_shared([lambda: b"x"] * 3, after_own=lambda: calls.append(os.getpid()))
