@@ -142,11 +142,11 @@ def _build(p: Plan, name: str, opt_level: int, while_waiting=None) -> tuple[Nati
     take, before it waits for the worker's last (the runtime modules compile there).
     """
     from . import parallel
-    from .emit import _code_size
+    from .emit import _compile_cost
     parts = parallel.PARTS if parallel.available(len(p.kernels)) else 1
     modules, kernels = _emit(p, name, parts)
     if parts > 1:
-        cost = [sum(_code_size(f) for f in m.functions if f.blocks) for m in modules]
+        cost = [sum(_compile_cost(f) for f in m.functions if f.blocks) for m in modules]
         order = sorted(range(parts), key=lambda i: -cost[i])  # the costliest first
         done = parallel.run_shared([lambda m=modules[i]: _compile_part(m, opt_level) for i in order],
                                    after_own=while_waiting)

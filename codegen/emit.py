@@ -25,6 +25,7 @@ batch element, and scatter-add.
 from __future__ import annotations
 
 import math
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -687,7 +688,10 @@ def _function(module: ir.Module, plan: Plan, name: str, emit, target: Target) ->
     return fn, chunks, kc.padded
 
 
-def _code_size(fn: ir.Function) -> float:
+_LOOP_HEAD = re.compile(r"\.head(\.\d+)?$")  # codegen.loops.for_range's blocks (llvmlite numbers repeats)
+
+
+def _compile_cost(fn: ir.Function) -> float:
     """Estimated milliseconds LLVM takes to optimize and compile ``fn`` (O3, on this kind of
     machine), to balance the parts of a module (``emit_module``).
 
@@ -698,7 +702,7 @@ def _code_size(fn: ir.Function) -> float:
     """
     loops = inst = math = 0
     for block in fn.blocks:
-        loops += block.name.endswith(".head")
+        loops += bool(_LOOP_HEAD.search(block.name))
         for i in block.instructions:
             inst += 1
             callee = getattr(i, "callee", None)
@@ -729,7 +733,7 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc", parts: int = 1,
 
     ``parts``: how many modules to spread the kernel functions over, to be
     compiled in parallel (``codegen.parallel``). Each function goes to the
-    module with the least code so far (``_code_size``); the entry point
+    module with the least code so far (``_compile_cost``); the entry point
     ``graphc_run`` is in the first and declares the functions it calls in the
     others. Kernels call nothing but intrinsics, their own inlined math
     functions and the runtime table, so the parts link by those names alone.
@@ -754,7 +758,7 @@ def emit_module(plan: Plan, blas=None, name: str = "graphc", parts: int = 1,
         code = KernelCode(fname, k, chunks, summary, padded, part)
         if small is not None and small(code, epilogue):
             fn.attributes.add("optsize")
-        load[part] += _code_size(fn)
+        load[part] += _compile_cost(fn)
         codes.append(code)
         return code
 

@@ -77,9 +77,9 @@ def test_two_parts_give_the_same_results_as_one(monkeypatch, tmp_path):
 def test_parts_are_balanced(monkeypatch, tmp_path):
     """Each function goes to the least loaded module: they differ by at most one function."""
     step, _ = _compile(monkeypatch, tmp_path, True, "bal")
-    from graphc.codegen.emit import _code_size
+    from graphc.codegen.emit import _compile_cost
     modules, _ = compiler._emit(step.plan, "bal", parallel.PARTS)
-    sizes = [[_code_size(f) for f in m.functions if f.blocks and "alwaysinline" not in f.attributes
+    sizes = [[_compile_cost(f) for f in m.functions if f.blocks and "alwaysinline" not in f.attributes
               and f.name != "graphc_run"] for m in modules]
     loads = [sum(s) for s in sizes]
     loads[0] += 3 + len(step.plan.kernels)  # the entry's estimate
