@@ -83,7 +83,6 @@ graphc's when busy, would deadlock.)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import glob
 import numbers
 import os
@@ -429,6 +428,7 @@ def _from_scipy() -> Optional[BlasInfo]:
 
 
 def _from_system() -> Optional[BlasInfo]:
+    import ctypes.util  # imports subprocess (~5 ms): only when numpy's own BLAS was not found
     names = ["openblas", "openblas64_", "mkl_rt", "flexiblas", "blis", "cblas", "blas"]
     if sys.platform == "darwin":
         names.append("Accelerate")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -117,6 +116,8 @@ def disk_put(key: str, payload: bytes) -> None:
     """Store atomically; failures (read-only folder, full disk) are ignored: the cache is optional."""
     if disabled():
         return
+    import tempfile  # ~5 ms of imports (random, shutil): not before the first store
+
     path = _path(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,15 @@ def jit_cached(ir_text: str, label: str, level: int = 3, codegen_level: int = 3)
     return jit_recipe(ir_text, label, lambda: ir_text, level, codegen_level)
 
 
+def _recipe_key(recipe: str, label: str, level: int, codegen_level: int) -> str:
+    return make_key(recipe, f"{label} opt={level} codegen={codegen_level}", _host_target())
+
+
+# Objects compiled ahead of their first use (by another process, see ``recipe_job``),
+# taken by ``jit_recipe``: they need no disk cache to be reused.
+_prefetched: dict[str, bytes] = {}
+
+
 def jit_recipe(recipe: str, label: str, build, level: int = 3, codegen_level: int = 3):
     """An MCJIT engine for the module ``build()`` returns (IR text), keyed by ``recipe``.
 
@@ -204,11 +214,30 @@ def jit_recipe(recipe: str, label: str, build, level: int = 3, codegen_level: in
     takes milliseconds to build, its object loads in less than one)."""
     from . import llvm_target
     llvm_target.init()
-    key = make_key(recipe, f"{label} opt={level} codegen={codegen_level}", _host_target())
-    obj = disk_get(key)
+    key = _recipe_key(recipe, label, level, codegen_level)
+    obj = _prefetched.pop(key, None) or disk_get(key)
     engine = load_object(obj) if obj is not None else None
     if engine is None:
         engine, obj = jit_with_object(llvm_target.optimize(llvm_target.parse(build()), level), codegen_level)
         if obj:
             disk_put(key, obj)
     return engine
+
+
+def recipe_job(recipe: str, label: str, build, level: int = 3, codegen_level: int = 3):
+    """``(key, job)``: ``job()`` compiles what ``jit_recipe`` with these arguments would and
+    returns the object file (it may run in another process, see ``codegen.parallel``); hand
+    it to ``prefetched(key, obj)``. None if the object is already on disk or prefetched."""
+    from . import llvm_target
+    llvm_target.init()
+    key = _recipe_key(recipe, label, level, codegen_level)
+    if key in _prefetched or disk_get(key) is not None:
+        return None
+    return key, lambda: compile_object(llvm_target.optimize(llvm_target.parse(build()), level), codegen_level)
+
+
+def prefetched(key: str, obj: bytes) -> None:
+    """Keep an object of a ``recipe_job`` for ``jit_recipe`` (in this process, and on disk)."""
+    if obj:
+        _prefetched[key] = obj
+        disk_put(key, obj)

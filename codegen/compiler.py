@@ -9,8 +9,10 @@ the machine code is the same in every process and can be cached on disk
 
 from __future__ import annotations
 
+import gc as pygc
 import hashlib
 import time
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -133,13 +135,14 @@ def _compile_part(module, opt_level: int) -> bytes:
     return cache.compile_object(_optimized(str(module), opt_level))
 
 
-def _build(p: Plan, name: str, opt_level: int, while_waiting=None) -> tuple[NativeCode, bytes]:
+def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
     """Emit, optimize, compile and load; returns the code and its objects (for the disk cache).
 
     A big program is emitted as ``parallel.PARTS`` modules, compiled by this
     process and a forked worker (``codegen.parallel``); the engine links the
-    objects. ``while_waiting()`` runs once this process has no module left to
-    take, before it waits for the worker's last (the runtime modules compile there).
+    objects. The runtime modules this process has not built yet (thread pool,
+    dispatcher: ``_runtime_jobs``) are compiled in the same queue, last, so that
+    whichever process is free first makes them.
     """
     from . import parallel
     from .emit import _compile_cost
@@ -148,8 +151,11 @@ def _build(p: Plan, name: str, opt_level: int, while_waiting=None) -> tuple[Nati
     if parts > 1:
         cost = [sum(_compile_cost(f) for f in m.functions if f.blocks) for m in modules]
         order = sorted(range(parts), key=lambda i: -cost[i])  # the costliest first
-        done = parallel.run_shared([lambda m=modules[i]: _compile_part(m, opt_level) for i in order],
-                                   after_own=while_waiting)
+        runtime = _runtime_jobs()
+        done = parallel.run_shared([lambda m=modules[i]: _compile_part(m, opt_level) for i in order] +
+                                   [job for _, job in runtime])
+        for (key, _), obj in zip(runtime, done[parts:]):
+            cache.prefetched(key, obj)
         objects = [None] * parts
         for i, obj in zip(order, done):
             objects[i] = obj
@@ -161,6 +167,34 @@ def _build(p: Plan, name: str, opt_level: int, while_waiting=None) -> tuple[Nati
     native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), kernels=kernels)
     native.lazy_details = _stages(p, name, opt_level, parts)
     return native, parallel.pack(objects)
+
+
+def _runtime_jobs() -> list:
+    """``cache.recipe_job``s of the runtime modules not built in this process nor cached yet."""
+    from . import dispatch, threadpool
+    jobs = []
+    for make in (threadpool.pool_object_job, dispatch.object_job):
+        try:
+            job = make()
+        except Exception:  # noqa: BLE001 - built later, as without this, where it fails again
+            job = None
+        if job is not None:
+            jobs.append(job)
+    return jobs
+
+
+@contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while compiling: emission makes ~10^4 short-lived objects
+    in reference cycles (llvmlite's IR), which set off full collections over the whole heap
+    (10-20 ms of a W3 compile); they are collected after, with the next collection."""
+    enabled = pygc.isenabled()
+    pygc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            pygc.enable()
 
 
 def _stages(p: Plan, name: str, opt_level: int, parts: int):
@@ -231,23 +265,24 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     start = time.perf_counter()
     folder = dump_requested(dump, graph.name)
     dumper = Dumper(folder) if folder else None
-    key = graph_key(graph, update_params, opt_level)
-    fused = run_pipeline(graph, dump=dumper)
-    p = make_plan(fused, update_params)
-    p.graph_before_passes = graph
-    native = cache.memory_get(key)
-    hit = native is not None
-    if native is None:
-        obj = cache.disk_get(key)
-        if obj is not None:
-            native = _load(obj, p, graph.name, opt_level)
-            hit = native is not None
+    with _gc_paused():
+        key = graph_key(graph, update_params, opt_level)
+        fused = run_pipeline(graph, dump=dumper)
+        p = make_plan(fused, update_params)
+        p.graph_before_passes = graph
+        native = cache.memory_get(key)
+        hit = native is not None
         if native is None:
-            native, obj = _build(p, graph.name, opt_level, while_waiting=runtime_table)
-            if obj:
-                cache.disk_put(key, obj)
-        cache.memory_put(key, native)
-    fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output)
+            obj = cache.disk_get(key)
+            if obj is not None:
+                native = _load(obj, p, graph.name, opt_level)
+                hit = native is not None
+            if native is None:
+                native, obj = _build(p, graph.name, opt_level)
+                if obj:
+                    cache.disk_put(key, obj)
+            cache.memory_put(key, native)
+        fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output)
     fn.compile_seconds = time.perf_counter() - start
     fn.cache_hit = hit
     fn.cache_key = key

@@ -502,6 +502,19 @@ def _native():
     return _STATE["native"]
 
 
+_DISPATCH_CODE = dict(recipe="graphc_dispatch", label="dispatch", level=0, codegen_level=0)
+
+
+def object_job():
+    """``cache.recipe_job`` of the dispatcher's module before it is built (a parallel compile
+    makes its object alongside the program's, see ``codegen.compiler``); None once built, when
+    its object is cached, or where it is not used."""
+    if "native" in _STATE or not layout_ok():
+        return None
+    from . import cache
+    return cache.recipe_job(build=lambda: str(build_module()), **_DISPATCH_CODE)
+
+
 def _build_native():
     if not layout_ok():
         return None
@@ -517,8 +530,7 @@ def _build_native():
     # instead of 28 ms, W4 the same 0.41-0.54 us. (Built on a helper thread
     # while the compiler runs its passes it cost more than it saved: llvmlite runs one LLVM call
     # at a time process-wide, and the GIL is shared; 568 vs 479 ms cold, 63 vs 59 ms warm.)
-    engine = cache.jit_recipe("graphc_dispatch", "dispatch", lambda: str(build_module()), level=0,
-                              codegen_level=0)
+    engine = cache.jit_recipe(build=lambda: str(build_module()), **_DISPATCH_CODE)
     addr = engine.get_function_address("graphc_dispatch")
     if not addr:
         return None

@@ -73,12 +73,10 @@ def unpack(data: bytes) -> list[bytes] | None:
     return objects
 
 
-def run_shared(jobs: list[Callable[[], bytes]], after_own: Callable[[], object] | None = None,
-               timeout: float = TIMEOUT_SECONDS) -> list[bytes]:
+def run_shared(jobs: list[Callable[[], bytes]], timeout: float = TIMEOUT_SECONDS) -> list[bytes]:
     """``[job() for job in jobs]``, computed here and in a forked child; each process takes
-    the next job in order (put the longest first). ``after_own()`` runs here once the queue is
-    empty, before waiting for the child's last jobs. Jobs the child did not deliver within
-    ``timeout`` s of that moment (or at all: it failed or crashed) are run here."""
+    the next job in order (put the longest first). Jobs the child did not deliver within
+    ``timeout`` s of the queue's end (or at all: it failed or crashed) are run here."""
     if len(jobs) > 255:
         raise ValueError("run_shared: at most 255 jobs (one byte each in the queue)")
     results: list[bytes | None] = [None] * len(jobs)
@@ -105,8 +103,6 @@ def run_shared(jobs: list[Callable[[], bytes]], after_own: Callable[[], object] 
     try:
         for i in _take(queue_r):
             results[i] = jobs[i]()
-        if after_own is not None:
-            after_own()
         data = _read_until_eof(out_r, timeout)
     finally:
         _reap(pid, out_r, queue_r)

@@ -192,20 +192,34 @@ def _compile(module: ir.Module):
     return _compile_uncached(module)
 
 
+# unoptimized IR, FastISel: 6 instead of ~50 ms of a cold start; the pool's cost is in its
+# atomics and cache-line transfers (bench_threadpool: the same 0.05-0.19 us per hot call,
+# 14-16 us cold, at O0 as at O2)
+_POOL_CODE = dict(label="threadpool", level=0, codegen_level=0)
+
+
 def _compile_pool(pool_ir: "_PoolIR"):
     """The pool's engine, from the disk cache keyed by ``pool_ir.recipe`` when possible: a warm
     process loads the object without building the IR."""
     try:
         from . import cache
 
-        # unoptimized IR, FastISel: 6 instead of ~50 ms of a cold start; the pool's cost is in
-        # its atomics and cache-line transfers (bench_threadpool: the same 0.05-0.19 us per
-        # hot call, 14-16 us cold, at O0 as at O2)
-        return cache.jit_recipe(pool_ir.recipe, "threadpool", lambda: str(pool_ir.build()), level=0,
-                                codegen_level=0)
+        return cache.jit_recipe(pool_ir.recipe, build=lambda: str(pool_ir.build()), **_POOL_CODE)
     except (ImportError, AttributeError, TypeError):  # absent / API changed
         pass
     return _compile_uncached(pool_ir.build())
+
+
+def pool_object_job():
+    """``cache.recipe_job`` of the pool's module before the pool exists (a parallel compile
+    makes its object alongside the program's, see ``codegen.compiler``); None once it exists
+    or when its object is cached."""
+    if _pool is not None:
+        return None
+    from . import cache
+
+    pool_ir = _PoolIR(_libc_addresses() or _SERIAL_LIBC)
+    return cache.recipe_job(pool_ir.recipe, build=lambda: str(pool_ir.build()), **_POOL_CODE)
 
 
 def _compile_uncached(module: ir.Module):
@@ -252,6 +266,11 @@ def _libc_addresses():
         except AttributeError:
             out[name] = None
     return out
+
+
+# The libc of a serial-only pool (where ``_libc_addresses`` finds none): same API, no threads.
+_SERIAL_LIBC = {k: 0 for k in ("pthread_create", "pthread_join", "sched_yield", "usleep", "syscall",
+                               "pthread_sigmask")}
 
 
 class _PoolIR:
@@ -735,10 +754,7 @@ class ThreadPool:
     def __init__(self, num_threads: int):
         libc = _libc_addresses()
         self.supported = libc is not None
-        if not self.supported:  # serial-only pool: same API, no threads
-            libc = {k: 0 for k in ("pthread_create", "pthread_join", "sched_yield",
-                                   "usleep", "syscall", "pthread_sigmask")}
-        pool_ir = _PoolIR(libc)
+        pool_ir = _PoolIR(libc or _SERIAL_LIBC)
         self.uses_futex = pool_ir.sys_futex is not None
         self.engine = _compile_pool(pool_ir)
         # Never free the engine: threads may run its code until process exit.

@@ -42,4 +42,19 @@ def graph(outputs, inputs=None, name: str = "graph", output_names=None) -> Graph
 from .autodiff import check_grads, grad, grad_program, hessian, hvp, jvp, value_and_grad, vjp  # noqa: E402
 from .custom import define_op, elementwise_op  # noqa: E402
 from .compile import compile  # noqa: E402,A001
-from . import checkpoint, data, nn, optim, train  # noqa: E402,F401  (training: issue 6)
+from . import nn, optim  # noqa: E402,F401  (training: issue 6)
+
+# Imported on first use (``gc.data``, ``gc.checkpoint``, ``gc.train``): they bring hashlib,
+# pathlib, tempfile, json and gzip, ~15 ms of a start-up that needs none of them to compile.
+_LAZY_SUBMODULES = ("checkpoint", "data", "train")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'graphc' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

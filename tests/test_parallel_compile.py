@@ -5,6 +5,7 @@ cost time."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -154,7 +155,7 @@ def test_jobs_are_shared_and_results_kept_in_order():
     def job(i):
         time.sleep(0.05)  # long enough for both processes to take some
         return bytes([i]) * (i * 1000) + (b"P" if os.getpid() == parent else b"C")
-    out = parallel.run_shared([lambda i=i: job(i) for i in range(8)], after_own=lambda: None)
+    out = parallel.run_shared([lambda i=i: job(i) for i in range(8)])
     assert [o[:-1] for o in out] == [bytes([i]) * (i * 1000) for i in range(8)]
     assert {o[-1:] for o in out} == {b"P", b"C"}  # both processes did some
 
@@ -167,12 +168,6 @@ def test_children_reaped_by_the_system_are_fine(monkeypatch):
         assert parallel.run_shared([lambda: b"a", lambda: b"b"]) == [b"a", b"b"]
     finally:
         signal.signal(signal.SIGCHLD, old)
-
-
-def test_after_own_runs_here_once():
-    calls = []
-    parallel.run_shared([lambda: b"x"] * 3, after_own=lambda: calls.append(os.getpid()))
-    assert calls == [os.getpid()]
 
 
 @pytest.mark.parametrize("objs", [[], [b""], [b"x" * 10, b"y"]])
@@ -222,3 +217,49 @@ def test_both_parts_are_cached_on_disk(tmp_path):
     assert (hit1, hit2) == ("0", "1")
     assert parts1 == parts2 == str(parallel.PARTS)  # compiled in parts, cached as that many objects
     assert loss1 == loss2
+
+
+RUNTIME_SCRIPT = """
+import sys, json, numpy as np
+sys.path.insert(0, {tests!r})
+from graphc.codegen import cache
+built = []  # modules JIT-compiled from IR in this process (a prefetched object is only loaded)
+jit = cache.jit_with_object
+cache.jit_with_object = lambda *a, **k: (built.append(1), jit(*a, **k))[1]
+from test_parallel_compile import _mlp_step, _data
+step, _ = _mlp_step()
+x, y = _data()
+loss = float(step(x, y))
+print(json.dumps({{"built": len(built), "left": len(cache._prefetched), "loss": loss}}))
+"""
+
+
+@pytest.mark.parametrize("parallel_on", ["1", "0"])
+def test_runtime_modules_compile_in_the_queue(tmp_path, parallel_on):
+    """A fresh process's first parallel compile makes the thread pool's and the dispatcher's
+    objects in the same queue as the program's parts: the process loads them, builds none."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path), GRAPHC_PARALLEL_COMPILE=parallel_on)
+    r = subprocess.run([sys.executable, "-c", RUNTIME_SCRIPT.format(tests=os.path.dirname(__file__))], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert np.isfinite(out["loss"])
+    assert out["left"] == 0  # every prefetched object was taken
+    assert out["built"] == (0 if parallel_on == "1" else 2)  # serially: pool and dispatcher JIT-built
+
+
+def test_recipe_job_and_prefetched(tmp_path, monkeypatch):
+    """``recipe_job`` compiles what ``jit_recipe`` would; ``jit_recipe`` then loads that object
+    without building the IR, and the object is on disk for the next process."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    text = "define i64 @graphc_test_answer() {\n  ret i64 42\n}\n"
+    key, job = cache.recipe_job(f"test answer {tmp_path}", "test", lambda: text, level=0, codegen_level=0)
+    cache.prefetched(key, job())
+    assert cache.recipe_job(f"test answer {tmp_path}", "test", lambda: text, level=0, codegen_level=0) is None
+
+    def no_build():
+        raise AssertionError("a prefetched object must not be built again")
+    engine = cache.jit_recipe(f"test answer {tmp_path}", "test", no_build, level=0, codegen_level=0)
+    import ctypes
+    assert ctypes.CFUNCTYPE(ctypes.c_int64)(engine.get_function_address("graphc_test_answer"))() == 42
+    assert key not in cache._prefetched and cache.disk_get(key) is not None
