@@ -272,6 +272,13 @@ def _chunk_bounds(b, chunk, outer: int, chunks: int):
 
 # ---------------------------------------------------------------- kernel kinds
 
+# The innermost loop of an elementwise kernel or a reduction is vectorized (and interleaved) but
+# never unrolled afterwards: a 512-long row became 8 unrolled copies of 4 vectors (the W3 step's
+# bias + relu epilogue: 373 lines of optimized IR, 19 ms of LLVM). Without: W3's module compiles
+# in 158 instead of 190 ms, its kernels as fast (non-matmul kernels 36-40 us either way).
+INNER_LOOP_HINTS = {"llvm.loop.unroll.disable": None}
+
+
 def emit_elementwise(kc: KernelContext, k: Target) -> int:
     node = k.node
     shape = node.shape
@@ -292,7 +299,7 @@ def emit_elementwise(kc: KernelContext, k: Target) -> int:
     if lanes:
         bounds[-1] = (0, lanes)
         kc.padded = True
-    with loop_nest(b, bounds) as idx:
+    with loop_nest(b, bounds, inner_hints=INNER_LOOP_HINTS) as idx:
         if lanes:  # lanes past the row's end do nothing: the vectorizer masks them
             inside = b.icmp_signed("<", idx[-1], const64(cshape[-1]))
             with b.if_then(inside):
@@ -435,7 +442,7 @@ def _emit_reduce_rows(kc: KernelContext, k: Target, x: Node, kept, red) -> int:
     out_coeffs = [0] * rank
     for j, dd in enumerate(kept):
         out_coeffs[dd] = kept_rm[j]
-    with loop_nest(b, [(0, s) for s in x.shape], "x") as idx:
+    with loop_nest(b, [(0, s) for s in x.shape], "x", inner_hints=INNER_LOOP_HINTS) as idx:
         ve = ValueEmitter(kc, idx)
         off = ve.affine(out_coeffs, 0)
         cur = ve.load(k.slot, d, off)
@@ -461,7 +468,8 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
 
     (Tried: a row shorter than a vector on masked lanes, as ``_padded_inner``:
     one vector ``exp`` per row compiles in a third of the time but ran 2.5x
-    slower, the max and sum of 16 lanes being serial chains per row.)
+    slower, the max and sum of 16 lanes being serial chains per row.) Short rows
+    of a matrix go column by column instead: ``_emit_softmax_by_columns``.
     """
     node = k.node
     x = node.inputs[0]
@@ -472,6 +480,8 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
     n = shape[axis]
     if node.type.size == 0:
         return 0
+    if len(others) == 1 and 1 < n <= SHORT_SOFTMAX_ROW:
+        return _emit_softmax_by_columns(kc, k, others[0], axis)
     b, sb = kc.b, kc.sb
     d = node.dtype
     t = llvm_type(d)
@@ -514,6 +524,95 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
                 ve.store(k.slot, d, off, b.fmul(ve.load(k.slot, d, off), inv))
             else:
                 ve.store(k.slot, d, off, b.fsub(b.fsub(ve.value(e), mv), logs))
+    return chunks
+
+
+SHORT_SOFTMAX_ROW = 16  # rows up to this long: _emit_softmax_by_columns
+SOFTMAX_BLOCK_ROWS = 256  # rows per block there (two scratch vectors of this many on the stack)
+SOFTMAX_ROW_LOOP = {"llvm.loop.interleave.count": 1, "llvm.loop.unroll.disable": None}
+SOFTMAX_COLUMN_LOOP = {"llvm.loop.unroll.disable": None}  # else unrolled n times, row loops and all
+
+
+def _emit_softmax_by_columns(kc: KernelContext, k: Target, row_axis: int, axis: int) -> int:
+    """softmax / log_softmax of a matrix with short rows (n <= SHORT_SOFTMAX_ROW), as
+    ``emit_softmax`` computes it, but column by column over blocks of rows:
+
+        for each block of rows i:      m_i = -inf; s_i = 0
+        for j < n: for i in block:     m_i = max(m_i, x_ij)
+        (log_softmax: c_i = m_i if finite else 0)
+        for j < n: for i in block:     s_i += exp(x_ij - c_i)     (softmax: out_ij = exp(...))
+        for i in block:                log_softmax: c_i + log s_i; softmax: 1 / s_i
+        for j < n: for i in block:     out_ij = x_ij - (c_i + log s_i)  or  out_ij * (1 / s_i)
+
+    The inner loops run along the rows (one element of each, m and s in scratch arrays):
+    LLVM vectorizes them whatever n, with one ``exp`` in the loop body, where a row of 10
+    walked along unrolls into 10 inlined ``exp``s (W3's log_softmax compiled in 68 ms).
+    """
+    node = k.node
+    x = node.inputs[0]
+    n, rows = x.shape[axis], x.shape[row_axis]
+    b, sb = kc.b, kc.sb
+    d = node.dtype
+    t = llvm_type(d)
+    order = [row_axis, axis]
+    eb = X.ExprBuilder(k.slots, _sizes(kc.plan), 2)
+    e = eb.expr(x, X.Affine.identity(2, order))
+    rm = row_major(x.shape)
+    out_coeffs = (rm[row_axis], rm[axis])
+    chunks = _chunks(rows, node.type.size)
+    lo, hi = _chunk_bounds(b, kc.fn.args[1], rows, chunks)
+    block = SOFTMAX_BLOCK_ROWS
+    scratch = []
+    for name in ("m", "s"):
+        with b.goto_block(kc.fn.entry_basic_block):
+            b.position_before(kc.fn.entry_basic_block.instructions[0])
+            slot = b.alloca(ir.ArrayType(t, block), name=name)
+            slot.align = 64
+        scratch.append(slot)
+    m_arr, s_arr = scratch
+    nblocks = b.sdiv(b.add(b.sub(hi, lo), const64(block - 1)), const64(block))
+    with for_range(b, 0, nblocks, "blk") as blk:
+        r0 = b.add(lo, b.mul(blk, const64(block)))
+        r1 = b.select(b.icmp_signed("<", b.add(r0, const64(block)), hi), b.add(r0, const64(block)), hi)
+
+        def rows_loop():
+            return for_range(b, r0, r1, "r", SOFTMAX_ROW_LOOP)
+
+        def at(arr, r):
+            return b.gep(arr, [const64(0), b.sub(r, r0)])
+
+        with rows_loop() as r:
+            b.store(sb.const(float("-inf"), d), at(m_arr, r))
+            b.store(sb.const(0.0, d), at(s_arr, r))
+        with for_range(b, 0, n, "j", SOFTMAX_COLUMN_LOOP) as j, rows_loop() as r:
+            ve = ValueEmitter(kc, [r, j])
+            b.store(_combine(sb, "max", b.load(at(m_arr, r)), ve.value(e), d, False), at(m_arr, r))
+        if node.op == "log_softmax":  # as the reference: x - (c + log sum exp(x - c))
+            with rows_loop() as r:
+                mv = b.load(at(m_arr, r))
+                finite = b.fcmp_ordered("<", sb.intrinsic("llvm.fabs", mv), ir.Constant(t, float("inf")))
+                b.store(b.select(finite, mv, ir.Constant(t, 0.0)), at(m_arr, r))
+        with for_range(b, 0, n, "j", SOFTMAX_COLUMN_LOOP) as j, rows_loop() as r:
+            ve = ValueEmitter(kc, [r, j])
+            ex = sb.math("exp", b.fsub(ve.value(e), b.load(at(m_arr, r))))
+            if node.op == "softmax":
+                ve.store(k.slot, d, ve.affine(out_coeffs, 0), ex)
+            acc = b.fadd(b.load(at(s_arr, r)), ex)
+            b.store(acc, at(s_arr, r))
+        with rows_loop() as r:  # s_i := 1 / s_i (softmax) or c_i + log s_i (log_softmax)
+            sv = b.load(at(s_arr, r))
+            if node.op == "softmax":
+                b.store(b.fdiv(ir.Constant(t, 1.0), sv), at(s_arr, r))
+            else:
+                b.store(b.fadd(b.load(at(m_arr, r)), sb.math("log", sv)), at(s_arr, r))
+        with for_range(b, 0, n, "j", SOFTMAX_COLUMN_LOOP) as j, rows_loop() as r:
+            ve = ValueEmitter(kc, [r, j])
+            off = ve.affine(out_coeffs, 0)
+            sv = b.load(at(s_arr, r))
+            if node.op == "softmax":
+                ve.store(k.slot, d, off, b.fmul(ve.load(k.slot, d, off), sv))
+            else:
+                ve.store(k.slot, d, off, b.fsub(ve.value(e), sv))
     return chunks
 
 
@@ -695,25 +794,22 @@ def _compile_cost(fn: ir.Function) -> float:
     """Estimated milliseconds LLVM takes to optimize and compile ``fn`` (O3, on this kind of
     machine), to balance the parts of a module (``emit_module``).
 
-    Fitted to the 28 functions of the W3 training step: ~3 ms per function, 7.5 per loop
-    (vectorized and interleaved; 2.5 under ``optsize``), 0.04 per instruction, and 3 per
-    inlined math call, 20 in a softmax, whose short rows unroll it into one copy per
-    element (e.g. log_softmax over rows of 10: 71 ms).
+    Fitted to the 28 functions of the W3 training step, each compiled alone: ~6 ms per
+    function, 1.2 per loop (none under ``optsize``) and 6 per inlined math call, within 5 ms
+    of every one (3.6 to 29 ms; the log_softmax by columns the largest kernel).
     """
-    loops = inst = math = 0
+    loops = math = 0
     for block in fn.blocks:
         loops += bool(_LOOP_HEAD.search(block.name))
         for i in block.instructions:
-            inst += 1
             callee = getattr(i, "callee", None)
             math += isinstance(callee, ir.Function) and "alwaysinline" in callee.attributes
-    per_loop = 2.5 if "optsize" in fn.attributes else 7.5
-    per_math = 20 if "softmax" in fn.name else 3
-    return 3 + per_loop * loops + 0.04 * inst + per_math * math
+    per_loop = 0 if "optsize" in fn.attributes else 1.2
+    return 6 + per_loop * loops + 6 * math
 
 
 def _compile_cost_rank(k: Kernel) -> int:
-    """0 for kernels that take LLVM longest (softmax: short rows unrolled with their ``exp``s),
+    """0 for kernels that take LLVM longest (softmax: several loops with ``exp`` and ``log``),
     1 for other loops over many values, 2 for small ones, 3 for matmuls (a BLAS call)."""
     if k.kind == "softmax":
         return 0

@@ -18,8 +18,11 @@ def const64(v: int) -> ir.Constant:
 
 
 @contextmanager
-def for_range(b: ir.IRBuilder, start, stop, name: str = "i"):
-    """``for i in range(start, stop)`` with i64 bounds (Python ints or values)."""
+def for_range(b: ir.IRBuilder, start, stop, name: str = "i", hints: dict | None = None):
+    """``for i in range(start, stop)`` with i64 bounds (Python ints or values).
+
+    ``hints``: ``llvm.loop`` metadata for the loop, e.g. ``{"llvm.loop.interleave.count": 1,
+    "llvm.loop.unroll.disable": None}`` (see ``loop_hints``)."""
     start = const64(start) if isinstance(start, int) else start
     stop = const64(stop) if isinstance(stop, int) else stop
     pre = b.block
@@ -37,15 +40,34 @@ def for_range(b: ir.IRBuilder, start, stop, name: str = "i"):
     nxt = b.add(i, const64(1), name=f"{name}.next")
     nxt.flags.append("nsw")
     i.add_incoming(nxt, b.block)
-    b.branch(head)
+    latch = b.branch(head)
+    if hints:
+        latch.set_metadata("llvm.loop", loop_hints(b.module, hints))
     b.position_at_end(end)
 
 
+def loop_hints(module: ir.Module, hints: dict):
+    """A distinct ``llvm.loop`` node (its first operand is itself) holding ``hints``: name ->
+    i32 value, or None for a hint without one (``llvm.loop.unroll.disable``)."""
+    ops = []
+    for key, value in hints.items():
+        parts = [ir.MetaDataString(module, key)]
+        if value is not None:
+            parts.append(ir.Constant(ir.IntType(32), int(value)))
+        ops.append(module.add_metadata(parts))
+    node = module.add_metadata([ir.MetaDataString(module, "graphc.loop")] + ops)
+    node.operands = (node,) + tuple(ops)
+    return node
+
+
 @contextmanager
-def loop_nest(b: ir.IRBuilder, bounds, name: str = "d"):
-    """Nested loops over ``bounds`` = [(start, stop), ...], outermost first; yields the index list."""
+def loop_nest(b: ir.IRBuilder, bounds, name: str = "d", inner_hints: dict | None = None):
+    """Nested loops over ``bounds`` = [(start, stop), ...], outermost first; yields the index list.
+    ``inner_hints``: ``llvm.loop`` hints of the innermost loop (see ``for_range``)."""
     with ExitStack() as stack:
-        yield [stack.enter_context(for_range(b, lo, hi, name=f"{name}{k}")) for k, (lo, hi) in enumerate(bounds)]
+        last = len(bounds) - 1
+        yield [stack.enter_context(for_range(b, lo, hi, name=f"{name}{k}", hints=inner_hints if k == last else None))
+               for k, (lo, hi) in enumerate(bounds)]
 
 
 def accumulate_var(b: ir.IRBuilder, ty, init, name="acc", init_in_entry: bool = False):

@@ -40,3 +40,52 @@ def test_rows_that_fill_a_vector_or_are_tiny_are_left_alone():
     assert emit._padded_inner([128, 10], gc.float32) == 16
     assert emit._padded_inner([128, 6], gc.float64) == 8
     assert emit._padded_inner([1280], gc.float32) == 0
+
+
+def _softmax_ref(op, x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    c = np.where(np.isfinite(m), m, 0)
+    e = np.exp(x - c)
+    s = e.sum(axis=axis, keepdims=True)
+    return e / s if op == "softmax" else x - (c + np.log(s))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("rows, n, axis", [(1, 2, 1), (37, 10, 1), (300, 10, 1), (513, 16, 1), (10, 37, 0),
+                                           (5, 17, 1), (40, 3, 0)])
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64])
+def test_softmax_by_columns_and_by_rows(op, rows, n, axis, dtype):
+    """Rows of up to SHORT_SOFTMAX_ROW go column by column over blocks of rows (more rows than
+    a block here, a prologue fused in, either axis); longer rows row by row: both as numpy."""
+    rng = np.random.default_rng(rows * n)
+    npd = dtype.np_dtype
+    shape = (rows, n) if axis == 1 else (n, rows)
+    a = gc.placeholder(shape, dtype, "a")
+    f = gc.compile([a], getattr(gc, op)(a * 2.0 + 1.0, axis=axis))
+    av = rng.standard_normal(shape).astype(npd)
+    tol = dict(rtol=2e-5, atol=2e-6) if npd == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(f(av), _softmax_ref(op, av * 2 + 1, axis), **tol)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_by_columns_with_infinities(op):
+    """Rows of -inf, or holding +inf or NaN: as the reference implementation (the interpreter)."""
+    x = np.array([[-np.inf] * 10, [np.inf] + [0.0] * 9, [np.nan] + [1.0] * 9, [-np.inf] + [2.0] * 9,
+                  list(range(10))], np.float32)
+    a = gc.placeholder(x.shape, gc.float32, "a")
+    y = getattr(gc, op)(a, axis=1)
+    with np.errstate(all="ignore"):
+        want = gc.evaluate(y, {a: x})
+        np.testing.assert_allclose(gc.compile([a], y)(x), want, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert np.isfinite(want[3:]).sum() >= 18  # the finite rows stay finite
+
+
+def test_softmax_by_columns_vectorizes_without_unrolling():
+    """One vector ``exp`` in the optimized kernel, however many columns: nothing unrolled."""
+    a = gc.placeholder((128, 10), gc.float32, "a")
+    f = gc.compile([a], gc.log_softmax(a, axis=1))
+    ir_text = f.optimized_llvm_ir
+    kernel = ir_text[ir_text.index("log_softmax("):]
+    kernel = kernel[:kernel.index("\n}\n")]
+    assert "<16 x float>" in kernel
+    assert kernel.count("0x3FF7154760000000") <= 2  # exp's log2(e): vector loop (+ a scalar remainder)
