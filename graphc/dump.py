@@ -38,11 +38,9 @@ writes into that folder itself. Console output is controlled by
 from __future__ import annotations
 
 import collections
-import difflib
 import os
 import re
 import shutil
-import subprocess
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,6 +366,8 @@ def render_svg(dot_path: Path, n_nodes: int = 0) -> Path | None:
     exe = shutil.which("dot")
     if exe is None or n_nodes > SVG_MAX_NODES:
         return None
+    import subprocess  # not imported by every compile (~3 ms): only to draw
+
     svg = dot_path.with_suffix(".svg")
     try:
         subprocess.run([exe, "-Tsvg", str(dot_path), "-o", str(svg)], check=True, timeout=SVG_TIMEOUT,
@@ -451,6 +451,8 @@ class Dumper:
         text = format_graph(graph)
         path = self._write(f"{n}-{name}.txt", text)
         if self.previous is not None:
+            import difflib
+
             label, before = self.previous
             diff = difflib.unified_diff(before.splitlines(), text.splitlines(), fromfile=label,
                                         tofile=path.name, lineterm="")
