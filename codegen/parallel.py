@@ -94,6 +94,7 @@ def run_shared(jobs: list[Callable[[], bytes]], timeout: float = TIMEOUT_SECONDS
             faulthandler.disable()  # a crash here is reported by the parent's own run of the job
             done = [(i, jobs[i]()) for i in _take(queue_r)]
             _write_all(out_w, b"".join(struct.pack("<QQ", i, len(obj)) + obj for i, obj in done))
+            os.close(out_w)  # end of file for the parent now, not after this process's teardown (~5-10 ms)
             status = 0
         except BaseException:  # noqa: BLE001 - the parent runs these jobs itself
             pass
@@ -153,15 +154,30 @@ def _records(data: bytes):
         p += 16 + n
 
 
+# Children stopped but not yet gone (the kernel tears a forked copy of this process down in
+# milliseconds, after its results are in): reaped without waiting by the next ``_reap``.
+_exiting: list[int] = []
+
+
 def _reap(pid: int, *fds: int) -> None:
-    """Stop the child if it still runs (its work is no longer awaited), wait for it, close fds."""
+    """Stop the child if it still runs (its work is no longer awaited), close fds, and reap it
+    and earlier children that have exited, without waiting for any."""
     try:
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:  # SIGCHLD ignored: the system reaped it already
-        pass
     for fd in fds:
         os.close(fd)
+    _exiting.append(pid)
+    reap_exited()
+
+
+def reap_exited() -> None:
+    """Reap the children of ``_reap`` that have exited by now (never waits)."""
+    for p in list(_exiting):
+        try:
+            done, _ = os.waitpid(p, os.WNOHANG)
+        except ChildProcessError:  # SIGCHLD ignored: the system reaped it already
+            done = p
+        if done:
+            _exiting.remove(p)
