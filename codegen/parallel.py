@@ -84,8 +84,11 @@ def run_shared(jobs: list[Callable[[], bytes]], timeout: float = TIMEOUT_SECONDS
     os.write(queue_w, bytes(range(len(jobs))))
     os.close(queue_w)  # empty queue = end of file for both processes
     out_r, out_w = os.pipe()
-    with warnings.catch_warnings():  # Python 3.12+ warns of fork with (native) threads; see the module doc
+    with warnings.catch_warnings():
+        # Python 3.12+ warns of a fork with (native) threads, and JAX's fork hook warns that
+        # JAX is multithreaded: the child never calls into either (see the module doc)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
         pid = os.fork()
     if pid == 0:  # the child: never returns
         status = 1

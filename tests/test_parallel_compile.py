@@ -268,3 +268,21 @@ def test_recipe_job_and_prefetched(tmp_path, monkeypatch):
     import ctypes
     assert ctypes.CFUNCTYPE(ctypes.c_int64)(engine.get_function_address("graphc_test_answer"))() == 42
     assert key not in cache._prefetched and cache.disk_get(key) is not None
+
+
+def test_no_fork_warning_with_jax_running(tmp_path):
+    """JAX warns at any fork that it is multithreaded; the worker never calls into JAX, so a
+    parallel compile in a process that runs JAX stays silent (warnings as errors here)."""
+    pytest.importorskip("jax")
+    script = ("import jax, jax.numpy as jnp, sys\n"
+              "assert float(jax.jit(lambda v: v * 2)(jnp.ones(3)).sum()) == 6.0\n"
+              f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+              "from test_parallel_compile import _mlp_step, MARK\n"
+              "step, _ = _mlp_step()\n"
+              "print(step.llvm_ir.count(MARK))\n")
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path), GRAPHC_PARALLEL_COMPILE="1")
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", script], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == str(parallel.PARTS)
+    assert "fork" not in r.stderr
