@@ -179,8 +179,19 @@ def _runtime_jobs() -> list:
         except Exception:  # noqa: BLE001 - built later, as without this, where it fails again
             job = None
         if job is not None:
-            jobs.append(job)
+            key, compile_it = job
+            jobs.append((key, lambda c=compile_it: _or_nothing(c)))
     return jobs
+
+
+def _or_nothing(compile_it) -> bytes:
+    """``compile_it()``, or no object if it fails: the module is then built where first used, as
+    without prefetching (where a failure is handled: the pool runs serially, calls go through
+    Python), instead of failing the program's compile."""
+    try:
+        return compile_it()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return b""
 
 
 @contextmanager
@@ -283,6 +294,8 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
                     cache.disk_put(key, obj)
             cache.memory_put(key, native)
         fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output)
+    from . import parallel
+    parallel.reap_exited()  # the worker of this compile, gone by now (see parallel._reap)
     fn.compile_seconds = time.perf_counter() - start
     fn.cache_hit = hit
     fn.cache_key = key

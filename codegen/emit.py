@@ -272,11 +272,19 @@ def _chunk_bounds(b, chunk, outer: int, chunks: int):
 
 # ---------------------------------------------------------------- kernel kinds
 
-# The innermost loop of an elementwise kernel or a reduction is vectorized (and interleaved) but
-# never unrolled afterwards: a 512-long row became 8 unrolled copies of 4 vectors (the W3 step's
-# bias + relu epilogue: 373 lines of optimized IR, 19 ms of LLVM). Without: W3's module compiles
-# in 158 instead of 190 ms, its kernels as fast (non-matmul kernels 36-40 us either way).
+# A long innermost loop of an elementwise kernel or a reduction is vectorized (and interleaved)
+# but never unrolled afterwards: a 512-long row became 8 unrolled copies of 4 vectors (the W3
+# step's bias + relu epilogue: 373 lines of optimized IR, 19 ms of LLVM). Without: W3's module
+# compiles in 158 instead of 190 ms, its kernels as fast (non-matmul kernels 36-40 us either
+# way). A short one (fewer than NO_UNROLL_MIN_TRIP iterations) is left to LLVM: unrolled whole,
+# it lets the loop around it vectorize (sum over axis 0 of an (N, 16) matrix ran 7x slower kept).
 INNER_LOOP_HINTS = {"llvm.loop.unroll.disable": None}
+NO_UNROLL_MIN_TRIP = 128
+
+
+def _inner_hints(trip: int):
+    """``INNER_LOOP_HINTS`` for an innermost loop of ``trip`` iterations, or None if it is short."""
+    return INNER_LOOP_HINTS if trip >= NO_UNROLL_MIN_TRIP else None
 
 
 def emit_elementwise(kc: KernelContext, k: Target) -> int:
@@ -299,7 +307,7 @@ def emit_elementwise(kc: KernelContext, k: Target) -> int:
     if lanes:
         bounds[-1] = (0, lanes)
         kc.padded = True
-    with loop_nest(b, bounds, inner_hints=INNER_LOOP_HINTS) as idx:
+    with loop_nest(b, bounds, inner_hints=_inner_hints(cshape[-1] if cshape else 0)) as idx:
         if lanes:  # lanes past the row's end do nothing: the vectorizer masks them
             inside = b.icmp_signed("<", idx[-1], const64(cshape[-1]))
             with b.if_then(inside):
@@ -442,7 +450,7 @@ def _emit_reduce_rows(kc: KernelContext, k: Target, x: Node, kept, red) -> int:
     out_coeffs = [0] * rank
     for j, dd in enumerate(kept):
         out_coeffs[dd] = kept_rm[j]
-    with loop_nest(b, [(0, s) for s in x.shape], "x", inner_hints=INNER_LOOP_HINTS) as idx:
+    with loop_nest(b, [(0, s) for s in x.shape], "x", inner_hints=_inner_hints(x.shape[-1] if x.shape else 0)) as idx:
         ve = ValueEmitter(kc, idx)
         off = ve.affine(out_coeffs, 0)
         cur = ve.load(k.slot, d, off)
@@ -480,7 +488,8 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
     n = shape[axis]
     if node.type.size == 0:
         return 0
-    if len(others) == 1 and 1 < n <= SHORT_SOFTMAX_ROW:
+    if len(others) == 1 and SHORT_SOFTMAX_ROW[0] <= n <= SHORT_SOFTMAX_ROW[1] and \
+            _chunks(shape[others[0]], node.type.size) == 1:
         return _emit_softmax_by_columns(kc, k, others[0], axis)
     b, sb = kc.b, kc.sb
     d = node.dtype
@@ -527,14 +536,17 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
     return chunks
 
 
-SHORT_SOFTMAX_ROW = 16  # rows up to this long: _emit_softmax_by_columns
+# Rows this long, in a kernel of one chunk, go column by column (_emit_softmax_by_columns). Not
+# shorter: a row of 2-4 unrolls cheaply and runs 2-4x faster read along; not 16: a full vector
+# per row; not in chunks: the row loops' run-time bounds cost LLVM more than the unrolled rows.
+SHORT_SOFTMAX_ROW = (5, 15)
 SOFTMAX_BLOCK_ROWS = 256  # rows per block there (two scratch vectors of this many on the stack)
 SOFTMAX_ROW_LOOP = {"llvm.loop.interleave.count": 1, "llvm.loop.unroll.disable": None}
 SOFTMAX_COLUMN_LOOP = {"llvm.loop.unroll.disable": None}  # else unrolled n times, row loops and all
 
 
 def _emit_softmax_by_columns(kc: KernelContext, k: Target, row_axis: int, axis: int) -> int:
-    """softmax / log_softmax of a matrix with short rows (n <= SHORT_SOFTMAX_ROW), as
+    """softmax / log_softmax of a matrix with short rows (n in SHORT_SOFTMAX_ROW), as
     ``emit_softmax`` computes it, but column by column over blocks of rows:
 
         for each block of rows i:      m_i = -inf; s_i = 0

@@ -55,7 +55,11 @@ def loop_hints(module: ir.Module, hints: dict):
         if value is not None:
             parts.append(ir.Constant(ir.IntType(32), int(value)))
         ops.append(module.add_metadata(parts))
-    node = module.add_metadata([ir.MetaDataString(module, "graphc.loop")] + ops)
+    # llvmlite returns an existing node for equal operands: a name of its own keeps this one
+    # distinct, then the name is replaced by the self-reference
+    count = getattr(module, "_graphc_loops", 0) + 1
+    module._graphc_loops = count
+    node = module.add_metadata([ir.MetaDataString(module, f"graphc.loop.{count}")] + ops)
     node.operands = (node,) + tuple(ops)
     return node
 

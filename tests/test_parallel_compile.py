@@ -286,3 +286,38 @@ def test_no_fork_warning_with_jax_running(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-1] == str(parallel.PARTS)
     assert "fork" not in r.stderr
+
+
+FAILING_RUNTIME_SCRIPT = """
+import sys, os, numpy as np
+sys.path.insert(0, {tests!r})
+from graphc.codegen import dispatch
+def broken():
+    raise RuntimeError("no dispatcher today")
+dispatch.build_module = broken
+from test_parallel_compile import _mlp_step, _data
+step, _ = _mlp_step()
+x, y = _data()
+print(repr(float(step(x, y))))
+import time, graphc as gc
+time.sleep(0.5)  # the worker is gone by now; the next compile reaps it
+a = gc.placeholder((3,), gc.float32, "a")
+gc.compile([a], a + 1.0)
+try:
+    os.waitpid(-1, os.WNOHANG)
+    print("child left")
+except ChildProcessError:
+    print("no child left")
+"""
+
+
+def test_a_failing_runtime_module_only_costs_its_fast_path(tmp_path):
+    """A runtime module that cannot be built in the queue leaves it to its first use, where its
+    failure is handled (here: calls go through Python); the worker is reaped by later compiles."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path), GRAPHC_PARALLEL_COMPILE="1")
+    r = subprocess.run([sys.executable, "-c", FAILING_RUNTIME_SCRIPT.format(tests=os.path.dirname(__file__))],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    loss, reaped = r.stdout.strip().splitlines()[-2:]
+    assert np.isfinite(float(loss))
+    assert reaped == "no child left"
