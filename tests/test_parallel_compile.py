@@ -22,26 +22,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_
                                 reason="parallel compilation forks workers on Linux with 2+ CPUs only")
 
 MARK = "; ---- graphc: next module"
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
 
 
 def _mlp_step(seed=0, lr=0.05):
-    """A training step of 20+ kernel functions (784-64-32-10 MLP, batch 32)."""
-    rng = np.random.default_rng(seed)
-    x = gc.placeholder((32, 784), gc.float32, name="x")
-    labels = gc.placeholder((32,), gc.int64, name="labels")
-    params, h = [], x
-    sizes = (784, 64, 32, 10)
-    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        w = gc.parameter((rng.normal(size=(i, o)) * np.sqrt(2 / i)).astype(np.float32), name=f"w{k}")
-        b = gc.parameter(np.zeros(o, np.float32), name=f"b{k}")
-        params += [w, b]
-        h = h @ w + b
-        if k < 3:
-            h = gc.tanh(h)
-    loss = -gc.mean(gc.sum(gc.one_hot(labels, 10) * gc.log_softmax(h), axis=1))
-    grads = gc.grad(loss, params)
-    step = gc.compile([x, labels], loss, updates=[(p, p - lr * g) for p, g in zip(params, grads)])
-    return step, params
+    """A training step of 20+ kernel functions: examples/mlp_step.py's, 784-64-32-10, batch 32."""
+    sys.path.insert(0, EXAMPLES)
+    import mlp_step
+    return mlp_step.build(batch=32, sizes=(784, 64, 32, 10), lr=lr, seed=seed)
 
 
 def _data():
