@@ -8,11 +8,14 @@ PyTorch (eager and torch.compile); peak RSS of a process that only runs the
 graphc step.
 W6: time from an empty process to the first finished step, cold (empty
 compile cache) and warm (second process), split into import, graph build,
-autodiff, passes + LLVM (compile) and the first call; medians of ``--w6-repeat``
-runs. "to step" ends when the first step has returned (wall clock, from just
-before the process is started); "process" adds the interpreter's exit (its
-garbage collections and module teardown, 15 ms for numpy alone, ~50 ms with a
-compiled graph alive), which comes after the step and is reported apart.
+autodiff, compile and the first call, and the compile itself into loading
+LLVM, cache key, passes, emission of LLVM IR, LLVM (optimization and code
+generation) and loading the code (``CompiledFunction.compile_times``); medians
+of ``--w6-repeat`` runs. "to step" ends when the first step has returned (wall
+clock, from just before the process is started); "process" adds the
+interpreter's exit (its garbage collections and module teardown, 15 ms for
+numpy alone, ~50 ms with a compiled graph alive), which comes after the step
+and is reported apart.
 """
 
 from __future__ import annotations
@@ -198,7 +201,8 @@ t4 = time.perf_counter()
 step(np.ones((128, 784), np.float32), np.zeros(128, np.int64))
 t5 = time.perf_counter()
 print(json.dumps({"done": time.time(), "import": t1 - t0, "build": t2 - t1, "autodiff": t3 - t2, "compile": t4 - t3,
-                  "first call": t5 - t4, "hit": step.cache_hit}))
+                  "first call": t5 - t4, "hit": step.cache_hit,
+                  **{"compile: " + k: v for k, v in step.compile_times.items()}}))
 """.replace("import time\n", "import time, json\n", 1)
 
 
@@ -220,7 +224,7 @@ def w6(repeat: int = 5):
                 runs[label].append(d_)
     rows = []
     for label, ds in runs.items():
-        split = {k: statistics.median(d_[k] for d_ in ds) for k in ds[0] if k != "hit"}
+        split = {k: statistics.median(d_.get(k, 0.0) for d_ in ds) for k in ds[0] if k != "hit"}
         split["hit"] = all(d_["hit"] for d_ in ds) if label == "warm" else any(d_["hit"] for d_ in ds)
         rows.append((label, split))
     return rows
@@ -248,6 +252,8 @@ def main(argv=None) -> int:
     for label, d in w6(args.w6_repeat):
         print(f"{label:<6} {d['to step']:>8.3f} {d['import']:>7.3f} {d['build']:>7.3f} {d['autodiff']:>9.3f} "
               f"{d['compile']:>8.3f} {d['first call']:>9.3f} {d['process']:>8.3f}   (cache hit: {d['hit']})")
+        phases = [(k.split(": ", 1)[1], v) for k, v in d.items() if k.startswith("compile: ")]
+        print(f"{'':<6} compile = " + ", ".join(f"{name} {v:.3f}" for name, v in phases))
     return 0
 
 

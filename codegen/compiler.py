@@ -135,7 +135,22 @@ def _compile_part(module, opt_level: int) -> bytes:
     return cache.compile_object(_optimized(str(module), opt_level))
 
 
-def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
+_LLVM_LOAD_COUNTED = False  # whether a compile's times included importing llvmlite.binding yet
+
+
+class _Phases(dict):
+    """Seconds per phase of a compile: ``with phases("name"): ...`` adds the block's time."""
+
+    @contextmanager
+    def __call__(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t
+
+
+def _build(p: Plan, name: str, opt_level: int, times: _Phases | None = None) -> tuple[NativeCode, bytes]:
     """Emit, optimize, compile and load; returns the code and its objects (for the disk cache).
 
     A big program is emitted as ``parallel.PARTS`` modules, compiled by this
@@ -144,24 +159,29 @@ def _build(p: Plan, name: str, opt_level: int) -> tuple[NativeCode, bytes]:
     dispatcher: ``_runtime_jobs``) are compiled in the same queue, last, so that
     whichever process is free first makes them.
     """
-    from . import parallel
-    from .emit import _compile_cost
-    parts = parallel.PARTS if parallel.available(len(p.kernels)) else 1
-    modules, kernels = _emit(p, name, parts)
-    if parts > 1:
-        cost = [sum(_compile_cost(f) for f in m.functions if f.blocks) for m in modules]
-        order = sorted(range(parts), key=lambda i: -cost[i])  # the costliest first
-        runtime = _runtime_jobs()
-        done = parallel.run_shared([lambda m=modules[i]: _compile_part(m, opt_level) for i in order] +
-                                   [job for _, job in runtime])
-        for (key, _), obj in zip(runtime, done[parts:]):
-            cache.prefetched(key, obj)
-        objects = [None] * parts
-        for i, obj in zip(order, done):
-            objects[i] = obj
-    else:
-        objects = [_compile_part(modules[0], opt_level)]
-    engine = cache.load_objects(objects)
+    times = times if times is not None else _Phases()
+    with times("emit"):
+        from . import parallel
+        from .emit import _compile_cost
+        parts = parallel.PARTS if parallel.available(len(p.kernels)) else 1
+        modules, kernels = _emit(p, name, parts)
+        if parts > 1:
+            cost = [sum(_compile_cost(f) for f in m.functions if f.blocks) for m in modules]
+            order = sorted(range(parts), key=lambda i: -cost[i])  # the costliest first
+            runtime = _runtime_jobs()
+    with times("llvm"):
+        if parts > 1:
+            done = parallel.run_shared([lambda m=modules[i]: _compile_part(m, opt_level) for i in order] +
+                                       [job for _, job in runtime])
+            for (key, _), obj in zip(runtime, done[parts:]):
+                cache.prefetched(key, obj)
+            objects = [None] * parts
+            for i, obj in zip(order, done):
+                objects[i] = obj
+        else:
+            objects = [_compile_part(modules[0], opt_level)]
+    with times("load"):
+        engine = cache.load_objects(objects)
     if engine is None:
         raise RuntimeError(f"graphc: the machine code of {name!r} does not load (LLVM could not link it)")
     native = NativeCode(engine, engine.get_function_address(ENTRY_NAME), kernels=kernels)
@@ -274,29 +294,42 @@ def compile_graph(graph: Graph, update_params: Sequence[Node] = (), single_outpu
     from graphc.dump import Dumper, after_compile, dump_requested
     from graphc.passes.pipeline import run_pipeline
     start = time.perf_counter()
+    times = _Phases()
     folder = dump_requested(dump, graph.name)
     dumper = Dumper(folder) if folder else None
     with _gc_paused():
-        key = graph_key(graph, update_params, opt_level)
-        fused = run_pipeline(graph, dump=dumper)
-        p = make_plan(fused, update_params)
+        with times("llvm load"):  # llvmlite's library, on a process's first compile
+            _target_description()
+        global _LLVM_LOAD_COUNTED
+        if not _LLVM_LOAD_COUNTED:  # its import came with this module's, just before
+            _LLVM_LOAD_COUNTED = True
+            times["llvm load"] += llvm_target.IMPORT_SECONDS
+            start -= llvm_target.IMPORT_SECONDS
+        with times("key"):
+            key = graph_key(graph, update_params, opt_level)
+        with times("passes"):
+            fused = run_pipeline(graph, dump=dumper)
+            p = make_plan(fused, update_params)
         p.graph_before_passes = graph
         native = cache.memory_get(key)
         hit = native is not None
         if native is None:
-            obj = cache.disk_get(key)
-            if obj is not None:
-                native = _load(obj, p, graph.name, opt_level)
-                hit = native is not None
+            with times("load"):
+                obj = cache.disk_get(key)
+                if obj is not None:
+                    native = _load(obj, p, graph.name, opt_level)
+                    hit = native is not None
             if native is None:
-                native, obj = _build(p, graph.name, opt_level)
+                native, obj = _build(p, graph.name, opt_level, times)
                 if obj:
                     cache.disk_put(key, obj)
             cache.memory_put(key, native)
-        fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output)
+        with times("load"):
+            fn = CompiledFunction(p, native, runtime_table(), output_is_tuple=not single_output)
     from . import parallel
     parallel.reap_exited()  # the worker of this compile, gone by now (see parallel._reap)
     fn.compile_seconds = time.perf_counter() - start
+    fn.compile_times = dict(times)
     fn.cache_hit = hit
     fn.cache_key = key
     after_compile(fn, dumper)

@@ -21,8 +21,12 @@ Works with llvmlite >= 0.44 (LLVM 15+ new pass manager API).
 from __future__ import annotations
 
 import functools
+import time
 
-import llvmlite.binding as llvm
+_t = time.perf_counter()
+import llvmlite.binding as llvm  # noqa: E402 - timed: LLVM's library is most of a first compile's fixed cost
+
+IMPORT_SECONDS = time.perf_counter() - _t  # importing llvmlite.binding (0 if it was imported before)
 
 __all__ = ["init", "target_machine", "parse", "optimize", "jit", "assembly",
            "host_features", "host_description"]

@@ -156,6 +156,10 @@ class CompiledFunction:
     runtime_table: np.ndarray
     output_is_tuple: bool = True
     compile_seconds: float = 0.0
+    # seconds per phase of compile_seconds: "llvm load" (llvmlite's library, a process's first
+    # compile), "key", "passes" (pipeline and plan), "emit" (LLVM IR), "llvm" (optimization and
+    # code generation, in parallel where it is), "load" (linking, runtime table)
+    compile_times: dict = field(default_factory=dict)
     cache_hit: bool = False
     cache_key: str = ""
 

@@ -528,6 +528,9 @@ def compile_summary(fn) -> str:
     hit = "cache hit" if getattr(fn, "cache_hit", False) else "cache miss"
     lines = [f"graphc: compiled {plan.graph.name!r} in {getattr(fn, 'compile_seconds', 0.0) * 1e3:.1f} ms "
              f"({hit}): {len(infos)} kernels" + (f", {len(codes)} functions" if codes else "")]
+    phases = getattr(fn, "compile_times", None)
+    if phases:
+        lines.append("  time: " + ", ".join(f"{name} {t * 1e3:.1f} ms" for name, t in phases.items()))
     for k in infos:
         chunks = k.chunks
         lines.append(f"  k{k.index:<3} {k.kind:<12} {str(k.node.type):<16} "

@@ -241,6 +241,7 @@ def test_debug_levels(monkeypatch, capsys, tmp_path):
     dump.after_compile(fn)
     err = capsys.readouterr().err
     assert "compiled 'dbg'" in err and "peak" in err and "define" not in err
+    assert re.search(r"time: .*passes [0-9.]+ ms", err)
     monkeypatch.setenv("GRAPHC_DEBUG", "3")
     dump.after_compile(fn)
     assert "define" in capsys.readouterr().err

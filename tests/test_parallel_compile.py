@@ -309,3 +309,19 @@ def test_a_failing_runtime_module_only_costs_its_fast_path(tmp_path):
     loss, reaped = r.stdout.strip().splitlines()[-2:]
     assert np.isfinite(float(loss))
     assert reaped == "no child left"
+
+
+def test_compile_times_split_the_compile(tmp_path, monkeypatch):
+    """``compile_times``: the phases of a compile, adding up to ``compile_seconds``; a cache hit
+    has neither emission nor LLVM."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cache, "_memory", {})
+    step, _ = _mlp_step(seed=5)
+    t = step.compile_times
+    assert {"key", "passes", "emit", "llvm", "load"} <= set(t) and all(v >= 0 for v in t.values())
+    assert t["llvm"] > t["passes"]  # LLVM is most of a compile
+    assert sum(t.values()) <= step.compile_seconds * 1.01 + 1e-4
+    assert sum(t.values()) >= 0.8 * step.compile_seconds
+    monkeypatch.setattr(cache, "_memory", {})
+    again, _ = _mlp_step(seed=5)  # same graph: from the disk cache
+    assert again.cache_hit and "llvm" not in again.compile_times and "emit" not in again.compile_times
