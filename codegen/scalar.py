@@ -35,10 +35,10 @@ F64 = ir.DoubleType()
 
 
 def llvm_type(d: DType, memory: bool = False):
-    """The LLVM type of a dtype: in registers (bool = i1) or in memory (bool = i8)."""
+    """The LLVM type of a dtype: in registers (bool = i1) or in memory (bool = i8); uint8 is i8."""
     if d.is_bool:
         return I8 if memory else I1
-    return {"float32": F32, "float64": F64, "int32": I32, "int64": I64}[d.name]
+    return {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "uint8": I8}[d.name]
 
 
 def _suffix(t) -> str:
@@ -76,7 +76,12 @@ class ScalarBuilder:
         return ir.Constant(t, int(bool(value)) if d.is_bool else int(value))
 
     def cast(self, v, src: DType, dst: DType):
-        """numpy's astype for one value."""
+        """numpy's astype for one value.
+
+        uint8 is read as unsigned (zero-extended); a float becomes uint8 through int64, so that
+        values wrap modulo 256 as numpy's cast does on x86-64 (-1.0 -> 255, 300.0 -> 44,
+        1e10 -> 0); nan gives 0 and values beyond int64 saturate first (numpy leaves both undefined).
+        """
         b = self.b
         if src == dst:
             return v
@@ -85,12 +90,14 @@ class ScalarBuilder:
                 return b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
             return b.icmp_signed("!=", v, ir.Constant(v.type, 0))
         t = llvm_type(dst)
-        if src.is_bool:
-            return b.uitofp(v, t) if dst.is_float else b.zext(v, t)
+        if src.is_bool or src.is_unsigned:
+            return b.uitofp(v, t) if dst.is_float else b.zext(v, t) if t.width > v.type.width else v
         if src.is_float and dst.is_float:
             return b.fpext(v, t) if dst.itemsize > src.itemsize else b.fptrunc(v, t)
         if src.is_int and dst.is_float:
             return b.sitofp(v, t)
+        if src.is_float and dst.is_unsigned:
+            return b.trunc(self.intrinsic("llvm.fptosi.sat", v, types=[I64, v.type]), t)
         if src.is_float and dst.is_int:
             # saturating: defined for nan and out-of-range values (numpy's result is undefined there)
             return self.intrinsic("llvm.fptosi.sat", v, types=[t, v.type])

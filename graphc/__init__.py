@@ -11,7 +11,7 @@ with the reference interpreter, save and load it, print it::
     gc.evaluate(y, {x: np.ones((4, 3), np.float32)})
 """
 
-from .dtypes import DType, as_dtype, bool_, float32, float64, int32, int64, promote_types, result_type
+from .dtypes import DType, as_dtype, bool_, float32, float64, int32, int64, promote_types, result_type, uint8
 from .errors import GraphError, GraphVerificationError, InputError
 from .ir import Graph, Node, TensorType
 from . import ops

@@ -1,7 +1,17 @@
-"""The five element types of graphc and numpy's promotion rules between them.
+"""The element types of graphc and numpy's promotion rules between them.
 
-A graph value has one of: ``float32``, ``float64``, ``int32``, ``int64``,
-``bool``. Promotion follows numpy 2 (NEP 50) restricted to these types:
+A graph value has one of the five compute types ``float32``, ``float64``,
+``int32``, ``int64``, ``bool``, or the storage type ``uint8``.
+
+``uint8`` holds data as it comes from disk (image pixels, bytes): it can be
+fed, stored as a parameter or constant, viewed and moved by the shape and
+indexing ops (reshape, transpose, slice, take, concatenate, ...) and
+converted with ``cast`` / ``astype``; arithmetic, comparisons, reductions and
+matmul reject it with a message saying to cast first. Reading a batch of
+pixels as ``uint8`` and normalizing it inside the step moves a quarter of the
+bytes of a ``float32`` copy.
+
+Promotion between the compute types follows numpy 2 (NEP 50):
 
 * array with array: ``bool < int32 < int64`` and ``float32 < float64``;
   an integer meeting ``float32`` gives ``float64`` (as numpy does), an
@@ -39,6 +49,10 @@ class DType:
         return self.np_dtype.kind == "b"
 
     @property
+    def is_unsigned(self) -> bool:
+        return self.np_dtype.kind == "u"
+
+    @property
     def is_numeric(self) -> bool:
         return not self.is_bool
 
@@ -54,14 +68,17 @@ float64 = DType("float64", "f64", np.dtype(np.float64), 8)
 int32 = DType("int32", "i32", np.dtype(np.int32), 4)
 int64 = DType("int64", "i64", np.dtype(np.int64), 8)
 bool_ = DType("bool", "bool", np.dtype(np.bool_), 1)
+uint8 = DType("uint8", "u8", np.dtype(np.uint8), 1)
 
-ALL_DTYPES = (float32, float64, int32, int64, bool_)
+ALL_DTYPES = (float32, float64, int32, int64, bool_)  # the compute types
+STORAGE_DTYPES = (uint8,)  # moved and converted, never computed on (see the module docstring)
+ANY_DTYPES = ALL_DTYPES + STORAGE_DTYPES
 FLOAT_DTYPES = (float32, float64)
 INT_DTYPES = (int32, int64)
 NUMERIC_DTYPES = (float32, float64, int32, int64)
 
 _BY_NAME = {}
-for _d in ALL_DTYPES:
+for _d in ANY_DTYPES:
     _BY_NAME[_d.name] = _d
     _BY_NAME[_d.short] = _d
 _BY_NAME["bool_"] = bool_
@@ -83,12 +100,12 @@ def as_dtype(x) -> DType:
         npd = np.dtype(x)
     except TypeError:
         raise TypeError(f"not a graphc dtype: {x!r} (expected one of "
-                        f"{', '.join(d.name for d in ALL_DTYPES)})") from None
-    for d in ALL_DTYPES:
+                        f"{', '.join(d.name for d in ANY_DTYPES)})") from None
+    for d in ANY_DTYPES:
         if d.np_dtype == npd:
             return d
     raise TypeError(f"unsupported dtype {npd} (graphc supports "
-                    f"{', '.join(d.name for d in ALL_DTYPES)})")
+                    f"{', '.join(d.name for d in ANY_DTYPES)})")
 
 
 def promote_types(*dtypes: DType) -> DType:

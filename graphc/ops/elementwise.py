@@ -13,13 +13,14 @@ import warnings
 
 import numpy as np
 
-from ..dtypes import (ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES, DType, as_dtype, bool_, float32,
+from ..dtypes import (ALL_DTYPES, ANY_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES, DType, as_dtype, bool_, float32,
                       float64, int32, result_type)
 from ..errors import GraphError
 from ..ir import TensorType
 from ..tensor import Tensor, as_tensor, constant, node_op
-from .examples import ALL, FLOATS, binary_examples, unary_examples
-from .registry import Arg, Example, OpDef, OpTypeError, get_op, register, require_dtypes, same_types
+from .examples import ALL, FLOATS, MOVABLE, binary_examples, unary_examples
+from .registry import (Arg, Example, OpDef, OpTypeError, get_op, register, require_dtypes, same_types,
+                       storage_hint)
 
 __all__ = [
     "negative", "abs", "sign", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "square",
@@ -72,7 +73,8 @@ def promote(op: str, operands, dtype: DType | None = None, allowed=ALL_DTYPES, p
     if dtype not in allowed:
         types = [as_tensor(x).type if not _is_weak(x) else type(x).__name__ for x in operands]
         raise GraphError(op, f"dtype {dtype.name} is not supported "
-                             f"(expected {', '.join(d.name for d in allowed)})", operands=types)
+                             f"(expected {', '.join(d.name for d in allowed)})" + storage_hint(dtype),
+                         operands=types)
     return [constant(x, dtype=dtype) if _is_weak(x) else _cast(as_tensor(x), dtype) for x in operands]
 
 
@@ -334,7 +336,7 @@ def _infer_where(c, a, b):
 def where(cond, a, b):
     """``a`` where ``cond`` is true, else ``b`` (numpy broadcasting and promotion of a and b)."""
     cond = _truth(cond)
-    a, b = _operands("where", [a, b])
+    a, b = _operands("where", [a, b], allowed=ANY_DTYPES)  # a select moves values: uint8 too
     cond = as_tensor(cond)
     shape = broadcast_shapes("where", cond.type, a.type, b.type)
     return node_op("where", [_broadcast(cond, shape), _broadcast(a, shape), _broadcast(b, shape)])
@@ -343,7 +345,7 @@ def where(cond, a, b):
 register(OpDef("where", "elementwise", _infer_where, lambda xp, c, a, b: xp.where(c, a, b), nin=3,
                doc="cond ? a : b", vjp=lambda g, c, a, b, out: (None, where(c, g, 0), where(c, 0, g)), api=where, oracle=_np(np.where),
                examples=tuple(Example((Arg(sc, bool_), Arg(sa, d), Arg(sb, d)))
-                              for d in ALL for sc, sa, sb in [((2, 3), (2, 3), (2, 3)), ((2, 1), (3,), ()),
+                              for d in MOVABLE for sc, sa, sb in [((2, 3), (2, 3), (2, 3)), ((2, 1), (3,), ()),
                                                              ((0, 3), (1, 3), (3,))])
                + (Example((Arg((2, 3), bool_), Arg((2, 3), float32), 1.5)),
                   Example((Arg((3,), bool_), Arg((3,), int32), Arg((3,), float64))))))
@@ -376,5 +378,5 @@ register(OpDef("cast", "elementwise", _infer_cast, lambda xp, x, dtype: xp.astyp
                doc="convert the element type", api=cast,
                oracle=lambda x, dtype: x.astype(as_dtype(dtype).np_dtype),
                examples=tuple(Example((Arg((2, 3), a, -5, 5),), {"dtype": b})
-                              for a in ALL for b in ALL if a != b)
+                              for a in MOVABLE for b in MOVABLE if a != b)
                + (Example((Arg((0, 2), float32),), {"dtype": "int32"}),)))

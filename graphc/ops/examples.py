@@ -6,7 +6,7 @@ size-0 dims, broadcasting, and every dtype an op accepts.
 
 from __future__ import annotations
 
-from ..dtypes import bool_, float32, float64, int32, int64
+from ..dtypes import bool_, float32, float64, int32, int64, uint8
 from .registry import Arg, Example
 
 UNARY_SHAPES = [(), (5,), (2, 3), (0, 3), (1, 4, 1)]
@@ -49,3 +49,4 @@ def reduce_examples(dtypes, low=-3.0, high=3.0, empty_ok=True):
 FLOATS = (float32, float64)
 NUMERIC = (float32, float64, int32, int64)
 ALL = (float32, float64, int32, int64, bool_)
+MOVABLE = ALL + (uint8,)  # what shape and indexing ops move, cast converts (uint8: storage only)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dtypes import NUMERIC_DTYPES, float32, int32
+from ..dtypes import NUMERIC_DTYPES, float32, int32, uint8
 from ..errors import GraphError
 from ..ir import TensorType
 from ..tensor import as_tensor, node_op
@@ -127,7 +127,7 @@ register(OpDef("transpose", "shape", _infer_transpose, lambda xp, x, perm: xp.tr
                attrs={"perm": None}, normalize=_normalize_perm, doc="permute axes", api=transpose,
                vjp=lambda g, x, out, perm: (transpose(g, tuple(int(i) for i in np.argsort(perm))),),
                oracle=lambda x, axes=None: np.transpose(x, axes),
-               examples=tuple(Example((Arg(s, d),), kw) for d in NUMERIC[:1] + NUMERIC[2:3]
+               examples=tuple(Example((Arg(s, d),), kw) for d in NUMERIC[:1] + NUMERIC[2:3] + (uint8,)
                               for s, kw in [((2, 3), {}), ((2, 3, 4), {"axes": (1, 2, 0)}),
                                             ((2, 3, 4), {"axes": (-1, 0, 1)}), ((), {}), ((0, 3), {}),
                                             ((1, 4, 1), {"axes": (2, 0, 1)})])))

@@ -145,6 +145,7 @@ logsumexp = _reduction(
 
 def _arg_reduction(name, fn):
     def infer(x, *, axis, keepdims):
+        require_dtypes(name, x, ALL_DTYPES)
         if x.ndim == 0:
             raise OpTypeError(f"needs an array of rank >= 1, got {x}")
         if x.shape[axis] == 0:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..dtypes import ALL_DTYPES, DType
+from ..dtypes import ALL_DTYPES, STORAGE_DTYPES, DType
 from ..errors import GraphError, user_location
 from ..ir import Node, TensorType
 
@@ -52,6 +52,9 @@ class Arg:
         d = self.dtype
         if d.is_bool:
             return rng.random(self.shape) < 0.5
+        if d.is_unsigned:  # uint8: the range clipped to what the type holds
+            lo, hi = np.clip([int(self.low), int(self.high)], 0, np.iinfo(d.np_dtype).max)
+            return rng.integers(lo, max(hi, 10) + 1, size=self.shape).astype(d.np_dtype)
         if d.is_int:
             return rng.integers(int(self.low), int(self.high) + 1, size=self.shape).astype(d.np_dtype)
         x = rng.uniform(self.low, self.high, size=self.shape)
@@ -183,7 +186,15 @@ def require_dtypes(op: str, t: TensorType, allowed: Sequence[DType], what: str =
     """Raise OpTypeError unless ``t.dtype`` is one of ``allowed``."""
     if t.dtype not in allowed:
         names = ", ".join(d.name for d in allowed)
-        raise OpTypeError(f"{what} dtype {t.dtype.name} is not supported (expected {names})")
+        raise OpTypeError(f"{what} dtype {t.dtype.name} is not supported (expected {names})"
+                          + storage_hint(t.dtype))
+
+
+def storage_hint(dtype: DType) -> str:
+    """The advice added to a dtype error about a storage type (uint8): convert before computing."""
+    if dtype in STORAGE_DTYPES:
+        return f"; {dtype.name} is a storage type: convert it first, e.g. x.astype(graphc.float32)"
+    return ""
 
 
 def normalize_axis(axis: int, ndim: int) -> int:
@@ -217,4 +228,4 @@ def same_types(types: Sequence[TensorType]) -> None:
             raise OpTypeError(f"dtypes {first.dtype.name} and {t.dtype.name} differ")
 
 
-ANY_DTYPE = ALL_DTYPES
+ANY_DTYPE = ALL_DTYPES + STORAGE_DTYPES  # what shape and indexing ops move

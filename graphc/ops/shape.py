@@ -12,12 +12,12 @@ import builtins
 
 import numpy as np
 
-from ..dtypes import ALL_DTYPES, as_dtype, float32
+from ..dtypes import ALL_DTYPES, ANY_DTYPES, as_dtype, float32, uint8
 from ..errors import GraphError
 from ..ir import TensorType
 from ..tensor import Tensor, as_tensor, constant, node_op
 from .elementwise import promote
-from .examples import ALL
+from .examples import ALL, MOVABLE
 from .registry import Arg, Example, OpDef, OpTypeError, normalize_axes, normalize_axis, register
 
 __all__ = ["reshape", "broadcast_to", "expand_dims", "squeeze", "concatenate", "stack", "slice",
@@ -72,7 +72,7 @@ register(OpDef("reshape", "shape", _infer_reshape, lambda xp, x, shape: xp.resha
                attrs={"shape": None}, normalize=_normalize_reshape, doc="same elements, new shape",
                vjp=lambda g, x, out, shape: (reshape(g, x.shape),),
                api=reshape, oracle=lambda x, shape: np.reshape(x, shape),
-               examples=tuple(Example((Arg(s, d),), {"shape": t}) for d in ALL for s, t in
+               examples=tuple(Example((Arg(s, d),), {"shape": t}) for d in MOVABLE for s, t in
                               [((2, 3), (3, 2)), ((2, 3), (-1,)), ((4,), (2, 1, 2)), ((), (1, 1)),
                                ((0, 3), (3, 0)), ((2, 3, 4), (6, -1))])))
 
@@ -105,7 +105,7 @@ register(OpDef("broadcast_to", "shape", _infer_broadcast,
                # the autodiff pass sums every cotangent back to its input's shape, in one place
                vjp=lambda g, x, out, shape: (g,),
                oracle=lambda x, shape: np.broadcast_to(x, shape),
-               examples=tuple(Example((Arg(s, d),), {"shape": t}) for d in ALL for s, t in
+               examples=tuple(Example((Arg(s, d),), {"shape": t}) for d in MOVABLE for s, t in
                               [((3,), (2, 3)), ((2, 1), (2, 4)), ((), (2, 2)), ((1, 3), (0, 3)),
                                ((2, 1, 3), (4, 2, 5, 3))])))
 
@@ -134,7 +134,7 @@ register(OpDef("expand_dims", "shape", _infer_expand, lambda xp, x, axes: xp.exp
                attrs={"axes": None}, normalize=_normalize_expand, doc="insert size-1 dims",
                vjp=lambda g, x, out, axes: (reshape(g, x.shape),),
                api=expand_dims, oracle=lambda x, axis: np.expand_dims(x, axis),
-               examples=tuple(Example((Arg(s, d),), {"axis": a}) for d in ALL for s, a in
+               examples=tuple(Example((Arg(s, d),), {"axis": a}) for d in MOVABLE for s, a in
                               [((2, 3), 0), ((2, 3), -1), ((2, 3), (0, 3)), ((), 0), ((0,), 1)])))
 
 
@@ -162,7 +162,7 @@ register(OpDef("squeeze", "shape", _infer_squeeze, lambda xp, x, axes: xp.squeez
                attrs={"axes": None}, normalize=_normalize_squeeze, doc="remove size-1 dims",
                vjp=lambda g, x, out, axes: (reshape(g, x.shape),),
                api=squeeze, oracle=lambda x, axis=None: np.squeeze(x, axis),
-               examples=tuple(Example((Arg(s, d),), kw) for d in ALL for s, kw in
+               examples=tuple(Example((Arg(s, d),), kw) for d in MOVABLE for s, kw in
                               [((1, 3, 1), {}), ((1, 3, 1), {"axis": -1}), ((1,), {"axis": 0}),
                                ((1, 0), {"axis": 0}), ((2, 3), {})])))
 
@@ -189,7 +189,7 @@ def _infer_concat(*xs, axis):
 
 def concatenate(xs, axis=0):
     """Join arrays along an existing axis (dtypes promote as in numpy)."""
-    xs = promote("concatenate", list(xs))
+    xs = promote("concatenate", list(xs), allowed=ANY_DTYPES)
     return node_op("concatenate", xs, axis=axis)
 
 
@@ -209,7 +209,7 @@ def _infer_stack(*xs, axis):
 
 def stack(xs, axis=0):
     """Join equal-shaped arrays along a new axis."""
-    xs = promote("stack", list(xs))
+    xs = promote("stack", list(xs), allowed=ANY_DTYPES)
     return node_op("stack", xs, axis=axis)
 
 
@@ -234,7 +234,7 @@ def _stack_vjp(g, *xs_out, axis):
 
 def _variadic_examples():
     out = []
-    for d in ALL:
+    for d in MOVABLE:
         out.append(Example(([Arg((2, 3), d), Arg((1, 3), d)],), {"axis": 0}))
         out.append(Example(([Arg((2, 3), d), Arg((2, 0), d), Arg((2, 2), d)],), {"axis": -1}))
     return tuple(out)
@@ -250,7 +250,7 @@ register(OpDef("stack", "shape", _infer_stack, lambda xp, *xs, axis: xp.stack(xs
                nin=None, attrs={"axis": 0}, normalize=_normalize_stack, doc="join along a new axis",
                vjp=_stack_vjp,
                api=stack, oracle=lambda xs, axis=0: np.stack(xs, axis),
-               examples=tuple(Example(([Arg(s, d), Arg(s, d), Arg(s, d)],), {"axis": a}) for d in ALL
+               examples=tuple(Example(([Arg(s, d), Arg(s, d), Arg(s, d)],), {"axis": a}) for d in MOVABLE
                               for s, a in [((2, 3), 0), ((2, 3), -1), ((), 0), ((0, 2), 1)])))
 
 
@@ -347,7 +347,7 @@ register(OpDef("slice", "shape", _infer_slice, _slice_ref,
                vjp=_slice_vjp,
                doc="strided window of each axis", api=lambda x, index: x[index],
                oracle=lambda x, index: x[index],
-               examples=tuple(Example((Arg(s, d),), {"index": i}) for d in ALL for s, i in _GETITEM_CASES)))
+               examples=tuple(Example((Arg(s, d),), {"index": i}) for d in MOVABLE for s, i in _GETITEM_CASES)))
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -454,8 +454,10 @@ def pad(x, pad_width, constant_values=0):
     v = v.item() if isinstance(v, np.generic) else v
     if x.dtype.is_float:
         v = float(v)
-    elif x.dtype.is_int and isinstance(v, float) and v == int(v):
+    elif (x.dtype.is_int or x.dtype.is_unsigned) and isinstance(v, float) and v == int(v):
         v = int(v)
+    if x.dtype.is_unsigned and not (isinstance(v, int) and 0 <= v <= 255):
+        raise GraphError("pad", f"constant_values={v!r} is not a uint8 value (0-255)", operands=[x.type])
     return node_op("pad", [x], pad_width=pad_width, value=v)
 
 
@@ -465,7 +467,7 @@ register(OpDef("pad", "shape", _infer_pad,
                vjp=_pad_vjp,
                doc="constant padding around each axis", api=pad,
                oracle=lambda x, pad_width, constant_values=0: np.pad(x, pad_width, constant_values=constant_values),
-               examples=tuple(Example((Arg(s, d),), kw) for d in ALL_DTYPES[:3] for s, kw in
+               examples=tuple(Example((Arg(s, d),), kw) for d in ALL_DTYPES[:3] + (uint8,) for s, kw in
                               [((2, 3), {"pad_width": ((1, 0), (2, 1))}), ((3,), {"pad_width": 2}),
                                ((2, 3), {"pad_width": ((0, 0), (1, 1)), "constant_values": 1}),
                                ((0, 2), {"pad_width": 1})])))
