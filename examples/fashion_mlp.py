@@ -5,7 +5,9 @@
 
 He-initialized hidden weights, Xavier output weights, zero biases. The
 60,000 training images train, the 10,000 test images test; reference runs
-of the same recipe reach 85.5 %.
+of the same recipe reach 85.5 %. The images stay uint8 pixels as the files
+store them (47 MB instead of 188 MB of float32): the compiled step gathers
+each batch's rows and computes x / 255 in float32 itself.
 
 Fashion-MNIST comes from Debian's package (``apt-get install
 dataset-fashion-mnist``, files in /usr/share/datasets/fashion-mnist), a
@@ -27,7 +29,7 @@ import graphc as gc
 
 def generated_dataset(n_train=12000, n_test=2000, seed=0):
     """10 classes of 28x28 'images': smooth random class templates, randomly shifted in contrast and
-    brightness, plus pixel noise, in [0, 1]."""
+    brightness, plus pixel noise, as uint8 pixels."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:28, 0:28] / 27.0
     templates = []
@@ -43,7 +45,7 @@ def generated_dataset(n_train=12000, n_test=2000, seed=0):
         y = rng.integers(0, 10, n)
         contrast = rng.uniform(0.5, 1.2, (n, 1))
         x = contrast * templates[y] + rng.uniform(-0.1, 0.2, (n, 1)) + rng.normal(0, 0.8, (n, 784))
-        return np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64)
+        return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8), y.astype(np.int64)
     return draw(n_train), draw(n_test)
 
 
@@ -51,10 +53,8 @@ def load(args):
     if args.synthetic:
         return generated_dataset(), "generated (--synthetic)"
     try:
-        train = gc.data.load_fashion_mnist("train", folder=args.data, download=args.download, flatten=True,
-                                           normalize=True)
-        test = gc.data.load_fashion_mnist("test", folder=args.data, download=args.download, flatten=True,
-                                          normalize=True)
+        train = gc.data.load_fashion_mnist("train", folder=args.data, download=args.download, flatten=True)
+        test = gc.data.load_fashion_mnist("test", folder=args.data, download=args.download, flatten=True)
         return (train, test), "Fashion-MNIST"
     except gc.data.DatasetNotFoundError as e:
         print(f"Fashion-MNIST not found, training on a generated dataset instead.\n  {e}\n")
@@ -78,9 +78,9 @@ def main(argv=None):
         epochs = 1
         x_tr, y_tr = x_tr[:12000], y_tr[:12000]
 
-    model = gc.nn.MLP([784, args.hidden, 10], seed=0, name="mlp")
-    tr = gc.train.Trainer(model, model.params, gc.optim.SGD(args.lr), batch_size=128, x_shape=(784,),
-                          name="fashion_mlp")
+    mlp = gc.nn.MLP([784, args.hidden, 10], seed=0, name="mlp")
+    tr = gc.train.Trainer(lambda x: mlp(x.astype(gc.float32) / 255), mlp.params, gc.optim.SGD(args.lr),
+                          batch_size=128, x_shape=(784,), x_dtype=gc.uint8, name="fashion_mlp")
     start = time.perf_counter()
     hist = tr.fit(x_tr, y_tr, epochs=epochs, seed=0, progress=args.progress)
     seconds = time.perf_counter() - start

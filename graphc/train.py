@@ -271,14 +271,28 @@ class Trainer:
             self._gather_steps[n] = fn
         return fn
 
+    def _examples(self, a, which: str) -> np.ndarray:
+        """``a`` as a contiguous array of this trainer's dtype for ``which`` ("x" or "y").
+
+        Converting fractions to an integer type would silently truncate them (float
+        pixels in [0, 1] given to a uint8 trainer would all become 0): that is an error.
+        """
+        dtype = self.x_dtype if which == "x" else self.y_dtype
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and not dtype.is_float and not np.array_equal(a, np.trunc(a)):
+            raise TypeError(f"Trainer {self.name!r}: {which} has fractional {a.dtype} values but this trainer takes "
+                            f"{dtype.name} {which} (x_dtype/y_dtype); convert them, e.g. "
+                            f"np.rint(x * 255).astype(np.uint8) for pixels in [0, 1], or build the trainer with "
+                            f"{which}_dtype=gc.float32")
+        return np.ascontiguousarray(a, dtype=dtype.np_dtype)
+
     # ----- training
     def fit(self, x, y, epochs: int = 1, seed=0, shuffle: bool = True, eval_data=None, progress: bool = True,
             on_nan: str = "raise", file=None) -> History:
         """Train on ``(x, y)`` in seeded shuffled batches (a last partial batch is dropped each epoch:
         the step has a fixed batch size); after each epoch evaluate on ``eval_data`` if given."""
         from .data import Batches
-        x = np.ascontiguousarray(x, dtype=self.x_dtype.np_dtype)
-        y = np.ascontiguousarray(y, dtype=self.y_dtype.np_dtype)
+        x, y = self._examples(x, "x"), self._examples(y, "y")
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
         if x.shape[1:] != self.x_shape or y.shape[1:] != self.y_shape:
@@ -322,8 +336,7 @@ class Trainer:
     def evaluate(self, x, y, batch_size: int = 2048) -> dict:
         """The mean loss and metrics over every example of ``(x, y)`` (the last batch is padded with
         zero-weight rows, so nothing is dropped)."""
-        x = np.ascontiguousarray(x, dtype=self.x_dtype.np_dtype)
-        y = np.ascontiguousarray(y, dtype=self.y_dtype.np_dtype)
+        x, y = self._examples(x, "x"), self._examples(y, "y")
         n = len(x)
         if n == 0:
             raise ValueError("nothing to evaluate")
@@ -343,7 +356,7 @@ class Trainer:
 
     def predict(self, x, batch_size: int = 2048) -> np.ndarray:
         """The model's outputs for every row of ``x``."""
-        x = np.ascontiguousarray(x, dtype=self.x_dtype.np_dtype)
+        x = self._examples(x, "x")
         n = len(x)
         b = min(batch_size, n)
         fn = self._predict_fns.get(b)

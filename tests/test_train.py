@@ -154,6 +154,30 @@ def test_fit_checks_the_training_set():
         tr.fit(np.zeros((20, 3)), np.zeros(20, np.int64), progress=False)
 
 
+def test_a_trainer_on_uint8_pixels_normalizes_inside_the_step():
+    """x_dtype=uint8 and a model that converts: the same losses and parameters, bit for bit,
+    as float32 pixels / 255 given to a float32 trainer; fractional floats are refused."""
+    rng = np.random.default_rng(0)
+    pixels, labels = rng.integers(0, 256, (96, 12), dtype=np.uint8), rng.integers(0, 3, 96)
+    runs = []
+    for u8 in (True, False):
+        mlp = nn.MLP([12, 8, 3], seed=0, name=f"px{u8}")
+        model = (lambda x: mlp(x.astype(gc.float32) / 255)) if u8 else mlp
+        tr = train.Trainer(model, mlp.params, optim.SGD(0.1), batch_size=16, x_shape=(12,),
+                           x_dtype=gc.uint8 if u8 else gc.float32)
+        x = pixels if u8 else pixels.astype(np.float32) / np.float32(255)
+        hist = tr.fit(x, labels, epochs=2, progress=False)
+        runs.append((hist.losses, [p.value.copy() for p in mlp.params], tr.evaluate(x, labels)))
+        if u8:
+            with pytest.raises(TypeError, match=r"x has fractional float32 values but this trainer takes uint8 x"):
+                tr.fit(pixels.astype(np.float32) / 255, labels, progress=False)
+            tr.evaluate(pixels.astype(np.float64), labels)  # integral floats convert exactly
+    (la, pa, ea), (lb, pb, eb) = runs
+    assert la == lb and ea == eb
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def _adam_setup(seed=0):
