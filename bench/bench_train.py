@@ -141,7 +141,7 @@ def numpy_impl(workload, x, y, pixels="float32"):
     init = init_params(workload)
     rows = np.arange(BATCH)
     if pixels == "uint8":
-        x8, scale = pixels_u8(x), np.float32(1 / 255)
+        x8 = pixels_u8(x)
 
     def softmax_grad(z, yb):
         z = z - z.max(1, keepdims=True)
@@ -156,7 +156,7 @@ def numpy_impl(workload, x, y, pixels="float32"):
         ps = [v.copy() for v in init]
         for order in orders:
             for idx in order:
-                xb = x8[idx].astype(np.float32) * scale if pixels == "uint8" else x[idx]
+                xb = x8[idx].astype(np.float32) / np.float32(255) if pixels == "uint8" else x[idx]
                 yb = y[idx]
                 if len(ps) == 2:
                     W, b = ps
@@ -269,7 +269,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5, help="runs, each with its own shuffle seed")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--impls", default="graphc,graphc-u8,numpy,numpy-u8,torch,jax,jax-u8",
+    ap.add_argument("--impls", default="graphc,graphc-u8,numpy,numpy-u8,torch,torch-u8,jax,jax-u8",
                     help=f"any of {', '.join(IMPLS)} (-u8: uint8 pixels normalized in the step)")
     ap.add_argument("--workloads", default="W5a,W5b")
     ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait for a quiet machine (0: no wait)")

@@ -299,14 +299,15 @@ PREFETCH_MAX_LINES = 64  # of a longer row, the first 4 KB (the hardware prefetc
 
 def _row_gathers(e, kc: KernelContext, cshape) -> list:
     """The gathers in ``e`` that read a contiguous row of a big table per outer index: their
-    index does not depend on the inner loop and their inner stride is one element."""
+    index does not depend on the inner loop (nor on another gather) and their inner stride is
+    one element."""
     if len(cshape) != 2 or cshape[0] < 8:
         return []
     sizes, found, seen = _sizes(kc.plan), [], set()
 
-    def inner_free(x) -> bool:
-        if isinstance(x, (X.Load, X.Gather)):
-            return not x.strides[-1] and (not isinstance(x, X.Gather) or inner_free(x.index))
+    def inner_free(x) -> bool:  # and no gather inside: a nested gather's bounds check stays in the main loop
+        if isinstance(x, X.Load):
+            return not x.strides[-1]
         if isinstance(x, X.Index):
             return not x.coeffs[-1]
         if isinstance(x, X.Apply):
@@ -347,8 +348,9 @@ def _prefetch_rows(kc: KernelContext, gathers, lo, hi, row_len: int):
             r = b.select(ok, r, const64(0))  # a bad index is reported by the main loop
             off = b.add(ve.affine(g.strides, g.offset), b.mul(r, const64(g.stride)))
             row = b.bitcast(b.gep(kc.ptr(g.slot), [off]), ir.PointerType(I8))
-            for byte in range(0, min(row_len * g.dtype.itemsize, PREFETCH_MAX_LINES * PREFETCH_LINE),
-                              PREFETCH_LINE):
+            # one line more than the row's length in lines: a row need not start on a line
+            for byte in range(0, min(row_len * g.dtype.itemsize + PREFETCH_LINE - 1,
+                                     PREFETCH_MAX_LINES * PREFETCH_LINE), PREFETCH_LINE):
                 b.call(fn, [b.gep(row, [const64(byte)]), ir.Constant(i32, 0), ir.Constant(i32, 3),
                             ir.Constant(i32, 1)])
 

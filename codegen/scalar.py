@@ -78,9 +78,10 @@ class ScalarBuilder:
     def cast(self, v, src: DType, dst: DType):
         """numpy's astype for one value.
 
-        uint8 is read as unsigned (zero-extended); a float becomes uint8 through int64, so that
-        values wrap modulo 256 as numpy's cast does on x86-64 (-1.0 -> 255, 300.0 -> 44,
-        1e10 -> 0); nan gives 0 and values beyond int64 saturate first (numpy leaves both undefined).
+        uint8 is read as unsigned (zero-extended). A float becomes uint8 as numpy's cast does on
+        x86-64, through int32: values in int32's range are truncated toward zero and wrap modulo
+        256 (-1.0 -> 255, 300.0 -> 44); nan, infinities and values beyond int32 become int32's
+        "indefinite" value 0x80000000 (cvttss2si), whose low byte is 0.
         """
         b = self.b
         if src == dst:
@@ -97,7 +98,11 @@ class ScalarBuilder:
         if src.is_int and dst.is_float:
             return b.sitofp(v, t)
         if src.is_float and dst.is_unsigned:
-            return b.trunc(self.intrinsic("llvm.fptosi.sat", v, types=[I64, v.type]), t)
+            lo, hi = ir.Constant(v.type, -2.0 ** 31), ir.Constant(v.type, 2.0 ** 31)
+            inside = b.and_(b.fcmp_ordered(">=", v, lo), b.fcmp_ordered("<", v, hi))
+            i = b.select(inside, self.intrinsic("llvm.fptosi.sat", v, types=[I32, v.type]),
+                         ir.Constant(I32, -2 ** 31))
+            return b.trunc(i, t)
         if src.is_float and dst.is_int:
             # saturating: defined for nan and out-of-range values (numpy's result is undefined there)
             return self.intrinsic("llvm.fptosi.sat", v, types=[t, v.type])

@@ -102,11 +102,12 @@ class Tensor:
     def __neg__(self): return _ops().negative(self)
     def __pos__(self): return self
     def __abs__(self): return _ops().abs(self)
-    def __invert__(self): return _ops().logical_not(self)
-    def __and__(self, o): return _ops().logical_and(self, o)
-    def __rand__(self, o): return _ops().logical_and(o, self)
-    def __or__(self, o): return _ops().logical_or(self, o)
-    def __ror__(self, o): return _ops().logical_or(o, self)
+    # ~, &, | are numpy's bitwise ops; graphc has them for bool only (where they are logical)
+    def __invert__(self): return _ops().logical_not(_bool_operand("~", self))
+    def __and__(self, o): return _ops().logical_and(_bool_operand("&", self, o), o)
+    def __rand__(self, o): return _ops().logical_and(o, _bool_operand("&", self, o))
+    def __or__(self, o): return _ops().logical_or(_bool_operand("|", self, o), o)
+    def __ror__(self, o): return _ops().logical_or(o, _bool_operand("|", self, o))
     def __eq__(self, o): return _ops().equal(self, o)  # noqa: a graph op, as in numpy
     def __ne__(self, o): return _ops().not_equal(self, o)
     def __lt__(self, o): return _ops().less(self, o)
@@ -132,6 +133,17 @@ class Tensor:
     def argmax(self, axis=None, keepdims=False): return _ops().argmax(self, axis=axis, keepdims=keepdims)
     def argmin(self, axis=None, keepdims=False): return _ops().argmin(self, axis=axis, keepdims=keepdims)
     def flatten(self): return _ops().reshape(self, (-1,))
+
+
+def _bool_operand(symbol: str, t: "Tensor", other=None) -> "Tensor":
+    """``t`` if ``t`` (and a tensor ``other``) are bool; otherwise the GraphError for ``symbol``:
+    on integers numpy's ``~ & |`` are bitwise, which graphc does not have."""
+    for x in (t, other):
+        if isinstance(x, Tensor) and not x.dtype.is_bool:
+            operands = [y.type for y in (t, other) if isinstance(y, Tensor)]
+            raise GraphError(symbol, f"bitwise {symbol} on {x.dtype.name} is not supported (graphc has "
+                                     f"{symbol} for bool only, as logical not/and/or)", operands=operands)
+    return t
 
 
 def _ops():

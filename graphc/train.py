@@ -205,6 +205,15 @@ def fit(step: Callable, batches: Iterable, epochs: int = 1, names: Sequence[str]
     return hist
 
 
+def _converts_exactly(a: np.ndarray, out: np.ndarray, rows: int = 4096) -> bool:
+    """Whether ``out`` (``a`` converted) holds the same values, compared a block of rows at a time
+    (no copy of a whole training set)."""
+    if a.ndim == 0:
+        return bool(out == a)
+    with np.errstate(invalid="ignore"):
+        return all(np.array_equal(out[i:i + rows], a[i:i + rows]) for i in range(0, len(a), rows))
+
+
 class Trainer:
     """A compiled training step and exact evaluation for ``loss(model(x), y)``.
 
@@ -279,12 +288,14 @@ class Trainer:
         """
         dtype = self.x_dtype if which == "x" else self.y_dtype
         a = np.asarray(a)
-        if a.dtype.kind == "f" and not dtype.is_float and not np.array_equal(a, np.trunc(a)):
-            raise TypeError(f"Trainer {self.name!r}: {which} has fractional {a.dtype} values but this trainer takes "
-                            f"{dtype.name} {which} (x_dtype/y_dtype); convert them, e.g. "
-                            f"np.rint(x * 255).astype(np.uint8) for pixels in [0, 1], or build the trainer with "
-                            f"{which}_dtype=gc.float32")
-        return np.ascontiguousarray(a, dtype=dtype.np_dtype)
+        with np.errstate(invalid="ignore"):  # nan / inf to an integer type: checked just below
+            out = np.ascontiguousarray(a, dtype=dtype.np_dtype)
+        if out is not a and not dtype.is_float and not _converts_exactly(a, out):
+            raise TypeError(f"Trainer {self.name!r}: {which} has {a.dtype} values that {dtype.name} cannot hold "
+                            f"(fractions, out of range, nan or inf) and this trainer takes {dtype.name} {which} "
+                            f"({which}_dtype); convert them, e.g. np.rint(x * 255).astype(np.uint8) for pixels "
+                            f"in [0, 1], or build the trainer with {which}_dtype=gc.float32")
+        return out
 
     # ----- training
     def fit(self, x, y, epochs: int = 1, seed=0, shuffle: bool = True, eval_data=None, progress: bool = True,

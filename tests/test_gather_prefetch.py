@@ -58,3 +58,28 @@ def test_long_rows_prefetch_their_first_lines_only():
     rows = PREFETCH_MIN_TABLE_BYTES // (10000 * 4) + 1
     f, _ = _gather(rows, 10000, gc.float32, batch=16)
     assert _prefetches(f) == PREFETCH_MAX_LINES
+
+
+@pytest.mark.parametrize("index_dtype", [gc.int32, gc.int64])
+def test_several_chunks_int32_indices_and_negative_out_of_range(index_dtype):
+    rows = PREFETCH_MIN_TABLE_BYTES // (784 * 4) + 1
+    data = np.random.default_rng(1).standard_normal((rows, 784)).astype(np.float32)
+    table = gc.placeholder(data.shape, gc.float32, "table")
+    idx = gc.placeholder((512,), index_dtype, "idx")  # 400k elements: several chunks on the pool
+    f = gc.compile([table, idx], gc.take(table, idx, axis=0))
+    assert _prefetches(f) >= 1 and f.kernels[0].chunks > 1
+    i = np.random.default_rng(2).integers(-rows, rows, 512).astype(index_dtype.np_dtype)
+    np.testing.assert_array_equal(f(data, i), data[i])
+    i[300] = -rows - 1
+    with pytest.raises(IndexError, match="take/gather or scatter_add was out of range"):
+        f(data, i)
+
+
+def test_a_gather_indexed_by_a_gather_is_not_prefetched():
+    """Its inner index's bounds check belongs to the main loop (which may run no iteration)."""
+    rows = PREFETCH_MIN_TABLE_BYTES // (784 * 4) + 1
+    table = gc.placeholder((rows, 784), gc.float32, "table")
+    perm = gc.placeholder((rows,), gc.int64, "perm")
+    idx = gc.placeholder((64,), gc.int64, "idx")
+    f = gc.compile([table, perm, idx], gc.take(table, gc.take(perm, idx), axis=0))
+    assert _prefetches(f) == 0

@@ -169,8 +169,9 @@ def test_a_trainer_on_uint8_pixels_normalizes_inside_the_step():
         hist = tr.fit(x, labels, epochs=2, progress=False)
         runs.append((hist.losses, [p.value.copy() for p in mlp.params], tr.evaluate(x, labels)))
         if u8:
-            with pytest.raises(TypeError, match=r"x has fractional float32 values but this trainer takes uint8 x"):
-                tr.fit(pixels.astype(np.float32) / 255, labels, progress=False)
+            for bad in (pixels.astype(np.float32) / 255, pixels.astype(np.int64) * 256, np.full_like(x, np.inf, float)):
+                with pytest.raises(TypeError, match=rf"x has {bad.dtype} values that uint8 cannot hold"):
+                    tr.fit(bad, labels, progress=False)
             tr.evaluate(pixels.astype(np.float64), labels)  # integral floats convert exactly
     (la, pa, ea), (lb, pb, eb) = runs
     assert la == lb and ea == eb

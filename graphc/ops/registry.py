@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..dtypes import ALL_DTYPES, STORAGE_DTYPES, DType
+from ..dtypes import ALL_DTYPES, STORAGE_DTYPES, DType, float32
 from ..errors import GraphError, user_location
 from ..ir import Node, TensorType
 
@@ -52,9 +52,8 @@ class Arg:
         d = self.dtype
         if d.is_bool:
             return rng.random(self.shape) < 0.5
-        if d.is_unsigned:  # uint8: the range clipped to what the type holds
-            lo, hi = np.clip([int(self.low), int(self.high)], 0, np.iinfo(d.np_dtype).max)
-            return rng.integers(lo, max(hi, 10) + 1, size=self.shape).astype(d.np_dtype)
+        if d.is_unsigned:  # uint8: its whole range (values of 128+ show a signed reading)
+            return rng.integers(0, np.iinfo(d.np_dtype).max + 1, size=self.shape).astype(d.np_dtype)
         if d.is_int:
             return rng.integers(int(self.low), int(self.high) + 1, size=self.shape).astype(d.np_dtype)
         x = rng.uniform(self.low, self.high, size=self.shape)
@@ -187,13 +186,14 @@ def require_dtypes(op: str, t: TensorType, allowed: Sequence[DType], what: str =
     if t.dtype not in allowed:
         names = ", ".join(d.name for d in allowed)
         raise OpTypeError(f"{what} dtype {t.dtype.name} is not supported (expected {names})"
-                          + storage_hint(t.dtype))
+                          + storage_hint(t.dtype, allowed[0]))
 
 
-def storage_hint(dtype: DType) -> str:
-    """The advice added to a dtype error about a storage type (uint8): convert before computing."""
+def storage_hint(dtype: DType, to: DType | None = None) -> str:
+    """The advice added to a dtype error about a storage type (uint8): convert before computing
+    (to ``to``: the first type the op takes, e.g. int32 for indices; float32 by default)."""
     if dtype in STORAGE_DTYPES:
-        return f"; {dtype.name} is a storage type: convert it first, e.g. x.astype(graphc.float32)"
+        return f"; {dtype.name} is a storage type: convert it first, e.g. x.astype(graphc.{(to or float32).name})"
     return ""
 
 

@@ -454,7 +454,7 @@ def pad(x, pad_width, constant_values=0):
     v = v.item() if isinstance(v, np.generic) else v
     if x.dtype.is_float:
         v = float(v)
-    elif (x.dtype.is_int or x.dtype.is_unsigned) and isinstance(v, float) and v == int(v):
+    elif (x.dtype.is_int or x.dtype.is_unsigned) and isinstance(v, float) and v.is_integer():
         v = int(v)
     if x.dtype.is_unsigned and not (isinstance(v, int) and 0 <= v <= 255):
         raise GraphError("pad", f"constant_values={v!r} is not a uint8 value (0-255)", operands=[x.type])
