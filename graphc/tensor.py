@@ -177,7 +177,7 @@ def placeholder(shape, dtype=float32, name: str | None = None) -> Tensor:
 
 def parameter(value, name: str | None = None, dtype=None) -> Tensor:
     """A trainable array with an initial ``value`` (copied); numpy's dtype unless ``dtype`` is given."""
-    arr = np.array(value, dtype=None if dtype is None else as_dtype(dtype).np_dtype, copy=True)
+    arr = np.array(value, dtype=None if dtype is None else as_dtype(dtype).np_dtype, copy=True, order="C")
     try:
         t = TensorType(arr.shape, as_dtype(arr.dtype))
     except TypeError as e:
@@ -191,7 +191,7 @@ def constant(value, dtype=None) -> Tensor:
     """A constant array (copied and made read-only); numpy's dtype unless ``dtype`` is given."""
     if isinstance(value, Tensor):
         raise GraphError("constant", "value is already a graph Tensor")
-    arr = np.array(value, dtype=None if dtype is None else as_dtype(dtype).np_dtype, copy=True)
+    arr = np.array(value, dtype=None if dtype is None else as_dtype(dtype).np_dtype, copy=True, order="C")
     try:
         t = TensorType(arr.shape, as_dtype(arr.dtype))
     except TypeError as e:

@@ -85,7 +85,7 @@ import weakref
 
 import numpy as np
 
-from graphc.dtypes import bool_, float32, float64, int32, int64
+from graphc.dtypes import bool_, float32, float64, int32, int64, uint8
 from graphc.ir import Graph, Node, TensorType
 
 from .dce import make_like, rebuild
@@ -95,7 +95,8 @@ RESHAPE_LIKE = frozenset({"reshape", "expand_dims", "squeeze"})
 REDUCTIONS = frozenset({"sum", "mean", "max", "min", "prod"})
 # (from, to) dtype conversions that keep every value exactly
 LOSSLESS = frozenset({(bool_, int32), (bool_, int64), (bool_, float32), (bool_, float64),
-                      (int32, int64), (int32, float64), (float32, float64)})
+                      (int32, int64), (int32, float64), (float32, float64),
+                      (bool_, uint8), (uint8, int32), (uint8, int64), (uint8, float32), (uint8, float64)})
 NONNEG_OPS = frozenset({"exp", "abs", "square", "sigmoid", "softplus", "softmax"})
 NONNEG_BUT_NEG_ZERO_OPS = frozenset({"sqrt", "relu"})  # can give -0.0
 MAX_SWEEPS = 16

@@ -160,3 +160,17 @@ def test_training_step_updates_match_the_interpreter(momentum):
         for (p, _), w in zip(updates, want[1:]):
             np.testing.assert_allclose(p.value, w, rtol=2e-5, atol=1e-6, err_msg=p.name)
             state[p.name] = w
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_fortran_order_constants_and_parameters(dtype):
+    """A transposed (Fortran-order) array given as a constant or parameter is copied in C order."""
+    c_val = np.arange(15, dtype=dtype).reshape(3, 5).T  # F-contiguous (5, 3)
+    x = gc.placeholder((4, 5), dtype)
+    w = gc.parameter(np.asfortranarray(np.ones((5, 3), dtype)), name="w")
+    f = gc.compile([x], [x @ gc.constant(c_val), x @ w])
+    xv = np.arange(20, dtype=dtype).reshape(4, 5)
+    got = f(xv)
+    np.testing.assert_array_equal(got[0], xv @ c_val)
+    np.testing.assert_array_equal(got[1], xv @ np.ones((5, 3), dtype))
+    assert w.value.flags["C_CONTIGUOUS"]

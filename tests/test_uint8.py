@@ -225,3 +225,14 @@ def test_indices_of_uint8_are_refused_with_an_integer_hint():
     i = gc.placeholder((2,), gc.uint8)
     with pytest.raises(gc.GraphError, match=r"take: indices dtype uint8 .* e\.g\. x\.astype\(graphc\.int32\)"):
         gc.take(t, i, axis=0)
+
+
+def test_exact_cast_chains_from_uint8_merge():
+    """u8 -> i32 -> f32 is u8 -> f32 (every uint8 is exact in int32): one cast after simplify."""
+    from graphc.passes.simplify import simplify
+    x = gc.placeholder((4,), gc.uint8, "x")
+    y = x.astype(gc.int32).astype(gc.float32)
+    g = simplify(gc.graph([y], [x]))
+    assert [n.op for n in g.nodes if n.op not in ("placeholder",)] == ["cast"]
+    v = np.array([0, 1, 200, 255], np.uint8)
+    np.testing.assert_array_equal(gc.compile([x], y)(v), v.astype(np.float32))
