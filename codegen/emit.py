@@ -204,7 +204,7 @@ class ValueEmitter:
             return self.load(e.slot, e.dtype, off)
         if isinstance(e, X.Gather):
             i = self.value(e.index)
-            i = b.sext(i, I64) if i.type != I64 else i
+            i = _index64(b, i, e.index)
             i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(e.dim)), i)
             ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(e.dim)))
             flag = self.kc.error_flag()
@@ -236,6 +236,14 @@ class ValueEmitter:
         if dtype.is_bool:
             v = b.zext(v, I8)
         b.store(v, b.gep(self.kc.ptr(slot), [off]))
+
+
+def _index64(b, v, e):
+    """An index value as i64: sign-extended, or zero-extended when its dtype is unsigned (uint8)."""
+    if v.type == I64:
+        return v
+    d = getattr(e, "dtype", None)
+    return b.zext(v, I64) if d is not None and d.is_unsigned else b.sext(v, I64)
 
 
 def _invariant(e) -> bool:
@@ -342,7 +350,7 @@ def _prefetch_rows(kc: KernelContext, gathers, lo, hi, row_len: int):
         ve = ValueEmitter(kc, [i, const64(0)])
         for g in gathers:
             r = ve.value(g.index)
-            r = b.sext(r, I64) if r.type != I64 else r
+            r = _index64(b, r, g.index)
             r = b.select(b.icmp_signed("<", r, const64(0)), b.add(r, const64(g.dim)), r)
             ok = b.and_(b.icmp_signed(">=", r, const64(0)), b.icmp_signed("<", r, const64(g.dim)))
             r = b.select(ok, r, const64(0))  # a bad index is reported by the main loop
@@ -837,7 +845,7 @@ def emit_scatter_add(kc: KernelContext, k: Target) -> int:
     with loop_nest(b, [(0, s) for s in u.shape], "u") as uidx:
         ve = ValueEmitter(kc, uidx)
         i = ve.value(ie)
-        i = b.sext(i, I64) if i.type != I64 else i
+        i = _index64(b, i, ie)
         i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(dim)), i)
         ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(dim)))
         flag = kc.error_flag()

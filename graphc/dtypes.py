@@ -75,6 +75,7 @@ STORAGE_DTYPES = (uint8,)  # moved and converted, never computed on (see the mod
 ANY_DTYPES = ALL_DTYPES + STORAGE_DTYPES
 FLOAT_DTYPES = (float32, float64)
 INT_DTYPES = (int32, int64)
+INDEX_DTYPES = (int32, int64, uint8)  # what take / one_hot / scatter_add accept as indices (uint8: labels)
 NUMERIC_DTYPES = (float32, float64, int32, int64)
 
 _BY_NAME = {}

@@ -39,10 +39,11 @@ def _as_uint8(ex):
 MOVING = [op for op in compute_ops() if _accepts_uint8(op)]
 
 
-def test_the_ops_that_move_uint8():
+def test_the_ops_that_take_uint8():
+    """The ops that move or convert it, and the indexing ops, which take uint8 indices (labels)."""
     assert {op.name for op in MOVING} == {
         "broadcast_to", "cast", "concatenate", "expand_dims", "pad", "reshape", "slice", "squeeze",
-        "stack", "take", "transpose", "where"}
+        "stack", "take", "transpose", "where", "one_hot", "scatter_add"}
 
 
 def _uint8_cases():
@@ -220,11 +221,39 @@ def test_a_python_int_must_fit_the_array_type():
     np.testing.assert_array_equal(got, [1, 255, 3])
 
 
-def test_indices_of_uint8_are_refused_with_an_integer_hint():
-    t = gc.placeholder((5, 3), gc.float32)
-    i = gc.placeholder((2,), gc.uint8)
-    with pytest.raises(gc.GraphError, match=r"take: indices dtype uint8 .* e\.g\. x\.astype\(graphc\.int32\)"):
-        gc.take(t, i, axis=0)
+def test_uint8_indices_are_read_unsigned():
+    """Indices of 128-255 (a signed reading would make them negative, i.e. counted from the end)."""
+    table = np.arange(256 * 3, dtype=np.float32).reshape(256, 3)
+    idx = np.array([0, 127, 128, 200, 255, 1], np.uint8)
+    t, i = gc.placeholder(table.shape, gc.float32), gc.placeholder(idx.shape, gc.uint8)
+    u = gc.placeholder((6, 3), gc.float32)
+    f = gc.compile([t, i, u], [gc.take(t, i, axis=0), gc.one_hot(i, 256), gc.scatter_add(u, i, 0, 256)])
+    uv = np.ones((6, 3), np.float32)
+    got = f(table, idx, uv)
+    np.testing.assert_array_equal(got[0], table[idx])
+    np.testing.assert_array_equal(got[1], np.eye(256, dtype=np.float32)[idx])
+    want = np.zeros((256, 3), np.float32)
+    np.add.at(want, idx, uv)
+    np.testing.assert_array_equal(got[2], want)
+    small = gc.placeholder((100, 3), gc.float32)  # 200 is out of range for 100 rows: an error, not row 200 - 256
+    g = gc.compile([small, i], gc.take(small, i, axis=0))
+    with pytest.raises(IndexError, match="out of range"):
+        g(table[:100], idx)
+
+
+def test_cross_entropy_takes_the_loaders_uint8_labels():
+    logits = np.random.default_rng(0).standard_normal((5, 10)).astype(np.float32)
+    labels = np.array([0, 9, 3, 3, 7], np.uint8)
+    z, y = gc.placeholder(logits.shape, gc.float32), gc.placeholder(labels.shape, gc.uint8)
+    got = gc.compile([z, y], gc.nn.cross_entropy(z, y))(logits, labels)
+    lse = np.log(np.exp(logits.astype(np.float64)).sum(1))
+    np.testing.assert_allclose(got, np.mean(lse - logits[np.arange(5), labels]), rtol=1e-5)
+
+
+def test_scatter_add_updates_of_uint8_are_refused():
+    u, i = gc.placeholder((3,), gc.uint8), gc.placeholder((3,), gc.int64)
+    with pytest.raises(gc.GraphError, match=r"scatter_add: updates dtype uint8 is not supported .* storage type"):
+        gc.scatter_add(u, i, 0, 4)
 
 
 def test_exact_cast_chains_from_uint8_merge():

@@ -16,7 +16,7 @@ import builtins
 
 import numpy as np
 
-from ..dtypes import INT_DTYPES, NUMERIC_DTYPES, as_dtype, float32, int32, int64
+from ..dtypes import INDEX_DTYPES, NUMERIC_DTYPES, as_dtype, float32, int32, int64, uint8
 from ..ir import TensorType
 from ..tensor import as_tensor, node_op
 from .examples import ALL, MOVABLE
@@ -28,7 +28,7 @@ __all__ = ["take", "one_hot", "scatter_add"]
 # ---------------------------------------------------------------- take
 
 def _infer_take(x, idx, *, axis):
-    require_dtypes("take", idx, INT_DTYPES, what="indices")
+    require_dtypes("take", idx, INDEX_DTYPES, what="indices")
     if x.ndim == 0:
         raise OpTypeError(f"cannot take from a 0-d array {x}")
     if x.shape[axis] == 0 and idx.size:
@@ -58,7 +58,7 @@ register(OpDef("take", "index", _infer_take, _take_ref, nin=2, attrs={"axis": 0}
                oracle=lambda x, indices, axis=None: np.take(x, indices, axis=axis),
                examples=tuple(Example((Arg(sx, d), Arg(si, di, -sx[ax] if sx else 0, (sx[ax] - 1) if sx else 0)),
                                       {"axis": ax})
-                              for d in MOVABLE for di in (int32, int64)
+                              for d in MOVABLE for di in INDEX_DTYPES
                               for sx, si, ax in [((5, 3), (4,), 0), ((5, 3), (2, 2), 1), ((4,), (), 0),
                                                  ((2, 3, 4), (5,), -1), ((5, 3), (0,), 0)])))
 
@@ -66,7 +66,7 @@ register(OpDef("take", "index", _infer_take, _take_ref, nin=2, attrs={"axis": 0}
 # ---------------------------------------------------------------- one_hot
 
 def _infer_one_hot(idx, *, depth, dtype):
-    require_dtypes("one_hot", idx, INT_DTYPES, what="indices")
+    require_dtypes("one_hot", idx, INDEX_DTYPES, what="indices")
     if not isinstance(depth, int) or depth < 0:
         raise OpTypeError(f"depth must be a non-negative int, got {depth!r}")
     return TensorType(idx.shape + (depth,), dtype)
@@ -88,13 +88,13 @@ register(OpDef("one_hot", "index", _infer_one_hot, _one_hot_ref,
                oracle=lambda indices, depth, dtype=float32: (np.asarray(indices)[..., None] == np.arange(depth))
                .astype(as_dtype(dtype).np_dtype),
                examples=tuple(Example((Arg(s, di, -1, 5),), {"depth": 4, "dtype": d})
-                              for di in (int32, int64) for d in ALL for s in [(3,), (2, 3), (), (0,)])))
+                              for di in INDEX_DTYPES for d in ALL for s in [(3,), (2, 3), (), (0,)])))
 
 
 # ---------------------------------------------------------------- scatter_add
 
 def _infer_scatter(u, idx, *, axis, dim_size):
-    require_dtypes("scatter_add", idx, INT_DTYPES, what="indices")
+    require_dtypes("scatter_add", idx, INDEX_DTYPES, what="indices")
     require_dtypes("scatter_add", u, NUMERIC_DTYPES, what="updates")
     k = idx.ndim
     if u.ndim < axis + k or u.shape[axis:axis + k] != idx.shape:
@@ -137,8 +137,8 @@ register(OpDef("scatter_add", "index", _infer_scatter, _scatter_ref, nin=2,
                normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim - t[1].ndim + 1, 1)),
                                        "dim_size": a["dim_size"]},
                doc="accumulate into zeros at indices (adjoint of take)", api=scatter_add, oracle=_scatter_oracle,
-               examples=tuple(Example((Arg(su, d), Arg(si, di, -3, 3)), {"axis": ax, "dim_size": 4})
-                              for d in NUMERIC_DTYPES for di in (int64,)
+               examples=tuple(Example((Arg(su, d), Arg(si, di, 0 if di == uint8 else -3, 3)), {"axis": ax, "dim_size": 4})
+                              for d in NUMERIC_DTYPES for di in (int64, uint8)
                               for su, si, ax in [((6, 3), (6,), 0), ((2, 3, 2), (3, 2), 1), ((5,), (5,), 0),
                                                  ((0, 2), (0,), 0)])))
 

@@ -40,7 +40,11 @@ class OpTypeError(Exception):
 
 @dataclass(frozen=True)
 class Arg:
-    """A sample array argument for registry tests: shape, dtype and value range."""
+    """A sample array argument for registry tests: shape, dtype and value range.
+
+    For uint8 the range is clipped at 0, and the default range (-3, 3) means the type's whole
+    range 0-255 (where a signed reading of the bytes would show).
+    """
 
     shape: tuple
     dtype: DType
@@ -52,8 +56,10 @@ class Arg:
         d = self.dtype
         if d.is_bool:
             return rng.random(self.shape) < 0.5
-        if d.is_unsigned:  # uint8: its whole range (values of 128+ show a signed reading)
-            return rng.integers(0, np.iinfo(d.np_dtype).max + 1, size=self.shape).astype(d.np_dtype)
+        if d.is_unsigned:
+            if (self.low, self.high) == (-3.0, 3.0):  # the defaults: its whole range (128+ shows a signed reading)
+                return rng.integers(0, np.iinfo(d.np_dtype).max + 1, size=self.shape).astype(d.np_dtype)
+            return rng.integers(max(int(self.low), 0), int(self.high) + 1, size=self.shape).astype(d.np_dtype)
         if d.is_int:
             return rng.integers(int(self.low), int(self.high) + 1, size=self.shape).astype(d.np_dtype)
         x = rng.uniform(self.low, self.high, size=self.shape)
