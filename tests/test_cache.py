@@ -79,3 +79,29 @@ def test_in_memory_cache_reuses_code():
     assert f2.cache_hit and f1.cache_key == f2.cache_key
     v = np.arange(16, dtype=np.float32)
     np.testing.assert_array_equal(f1(v), f2(v))
+
+
+def test_the_source_digest_covers_the_whole_compiler_and_sees_edits(tmp_path, monkeypatch):
+    from graphc.codegen import cache
+    names = {(f.parent.name, f.name) for f in cache.source_files()}
+    for want in [("ops", "elementwise.py"), ("graphc", "dtypes.py"), ("passes", "fusion.py"),
+                 ("codegen", "emit.py")]:
+        assert want in names, want
+    src = tmp_path / "mod.py"
+    src.write_text("x = 1\n")
+    monkeypatch.setattr(cache, "source_files", lambda: [src])
+
+    def digest():
+        cache._SOURCE_DIGEST.clear()
+        return cache.source_digest()
+    try:
+        first = digest()
+        assert digest() == first
+        src.write_text("x = 22\n")  # another size
+        second = digest()
+        assert second != first
+        st = src.stat()
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # same size, newer
+        assert digest() != second
+    finally:
+        cache._SOURCE_DIGEST.clear()
