@@ -265,3 +265,67 @@ def test_exact_cast_chains_from_uint8_merge():
     assert [n.op for n in g.nodes if n.op not in ("placeholder",)] == ["cast"]
     v = np.array([0, 1, 200, 255], np.uint8)
     np.testing.assert_array_equal(gc.compile([x], y)(v), v.astype(np.float32))
+
+
+# ---------------------------------------------------------------- random chains of moves
+
+def _random_moves(seed: int):
+    """A uint8 input moved by 1-5 random storage ops, then converted and used in float math
+    (so that the moves fuse into a computing kernel); the same steps in numpy alongside."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in rng.integers(1, 6, size=int(rng.integers(1, 4))))
+    value = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    x = gc.placeholder(shape, gc.uint8, "x")
+    feed = [(x, value)]
+    t, v = x, value
+    for _ in range(int(rng.integers(1, 6))):
+        kind = rng.choice(["transpose", "slice", "reshape", "take", "where", "pad", "concat", "broadcast",
+                           "expand"])
+        if kind == "transpose" and v.ndim >= 2:
+            perm = tuple(int(p) for p in rng.permutation(v.ndim))
+            t, v = gc.transpose(t, perm), np.transpose(v, perm)
+        elif kind == "slice" and v.ndim >= 1 and v.shape[0] >= 2:
+            step = int(rng.choice([1, 2, -1]))
+            t, v = t[::step], v[::step]
+        elif kind == "reshape" and v.size:
+            t, v = gc.reshape(t, (-1,)), v.reshape(-1)
+        elif kind == "take" and v.ndim >= 1 and v.shape[0]:
+            idx = rng.integers(-v.shape[0], v.shape[0], size=int(rng.integers(1, 5)))
+            if rng.random() < 0.5:  # fed indices, uint8 when they fit
+                idx = (idx % v.shape[0]).astype(np.uint8) if rng.random() < 0.5 else idx.astype(np.int64)
+                pi = gc.placeholder(idx.shape, gc.as_dtype(idx.dtype), f"i{len(feed)}")
+                feed.append((pi, idx))
+                t = gc.take(t, pi, axis=0)
+            else:
+                t = gc.take(t, idx, axis=0)
+            v = np.take(v, idx, axis=0)
+        elif kind == "where":
+            mask = rng.random(v.shape) < 0.5
+            other = int(rng.integers(0, 256))
+            t, v = gc.where(mask, t, other), np.where(mask, v, np.uint8(other))
+        elif kind == "pad" and v.ndim >= 1:
+            c = int(rng.integers(0, 256))
+            t, v = gc.pad(t, 1, constant_values=c), np.pad(v, 1, constant_values=c)
+        elif kind == "concat" and v.ndim >= 1:
+            t, v = gc.concatenate([t, t[::-1]], axis=0), np.concatenate([v, v[::-1]], axis=0)
+        elif kind == "broadcast":
+            t, v = gc.broadcast_to(t, (2,) + v.shape), np.broadcast_to(v, (2,) + v.shape)
+        elif kind == "expand":
+            t, v = gc.expand_dims(t, 0), np.expand_dims(v, 0)
+    to = rng.choice([gc.float32, gc.float64, gc.int32, gc.int64])
+    scale = gc.placeholder(v.shape[-1:], to, "s")
+    s_val = rng.integers(1, 4, size=v.shape[-1:]).astype(to.np_dtype)
+    feed.append((scale, s_val))
+    out = t.astype(to) * scale + 1
+    want = v.astype(to.np_dtype) * s_val + to.np_dtype.type(1)
+    return feed, [t, out], [v, want]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_chains_of_uint8_moves_compile_exactly(seed):
+    feed, outs, wants = _random_moves(seed)
+    inputs = [p for p, _ in feed]
+    got = gc.compile(inputs, outs)(*[val for _, val in feed])
+    for g, w in zip(got, wants):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
