@@ -19,6 +19,7 @@ inlining every node that has no buffer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from graphc.dtypes import DType, bool_, int64
@@ -331,6 +332,119 @@ def remap(e, groups, memo=None):
         r = Apply(e.op, tuple(remap(x, groups, memo) for x in e.args), e.in_dtype, e.dtype, e.attrs)
     elif isinstance(e, Select):
         r = Select(remap(e.cond, groups, memo), remap(e.a, groups, memo), remap(e.b, groups, memo), e.dtype)
+    else:
+        r = e
+    memo[id(e)] = r
+    return r
+
+
+# ---------------------------------------------------------------- loop splitting
+
+def _one_dim(index: Index, dim: int):
+    """``(a, c)`` if ``index`` is ``a * i[dim] + c`` with ``a != 0`` (no other loop index), else None."""
+    a = index.coeffs[dim] if dim < len(index.coeffs) else 0
+    if not a or any(k for d, k in enumerate(index.coeffs) if d != dim):
+        return None
+    return a, index.const
+
+
+def split_points(e, dim: int, size: int) -> list[int]:
+    """Where the conditions of ``e`` (pad borders, concatenate / stack parts) that depend on loop
+    index ``dim`` alone can change along that dim: sorted points in ``(0, size)``."""
+    points, seen = set(), set()
+
+    def walk(x):
+        if id(x) in seen:
+            return
+        seen.add(id(x))
+        if isinstance(x, InRange):
+            ac = _one_dim(x.index, dim)
+            if ac is not None:
+                a, c = ac
+                for bound in (x.lo, x.hi):  # a*i + c crosses bound between floor and ceil of (bound-c)/a
+                    q = (bound - c) / a
+                    points.update((math.floor(q), math.ceil(q), math.floor(q) + 1))
+        for f in ("args", "cond", "a", "b", "index", "when"):
+            v = getattr(x, f, None)
+            for y in (v if isinstance(v, tuple) else (v,)):
+                if y is not None and not isinstance(y, (int, str)):
+                    walk(y)
+    walk(e)
+    return sorted(p for p in points if 0 < p < size)
+
+
+def specialize(e, dim: int, lo: int, hi: int, memo=None):
+    """``e`` for loop index ``dim`` in ``[lo, hi)`` only: conditions on that index alone that
+    hold (or fail) over the whole range become constants and their selects disappear."""
+    memo = {} if memo is None else memo
+    if id(e) in memo:
+        return memo[id(e)]
+    r = e
+    if isinstance(e, InRange):
+        ac = _one_dim(e.index, dim)
+        if ac is not None:
+            a, c = ac
+            vmin, vmax = min(a * lo, a * (hi - 1)) + c, max(a * lo, a * (hi - 1)) + c
+            if e.lo <= vmin and vmax < e.hi:
+                r = Const(True, bool_)
+            elif vmax < e.lo or vmin >= e.hi:
+                r = Const(False, bool_)
+    elif isinstance(e, Select):
+        cond = specialize(e.cond, dim, lo, hi, memo)
+        if isinstance(cond, Const):
+            r = specialize(e.a if cond.value else e.b, dim, lo, hi, memo)
+        else:
+            r = Select(cond, specialize(e.a, dim, lo, hi, memo), specialize(e.b, dim, lo, hi, memo), e.dtype)
+    elif isinstance(e, Apply):
+        args = tuple(specialize(x, dim, lo, hi, memo) for x in e.args)
+        r = Apply(e.op, args, e.in_dtype, e.dtype, e.attrs)
+        if e.op == "logical_and" and any(isinstance(x, Const) for x in args):
+            rest = [x for x in args if not (isinstance(x, Const) and x.value)]
+            if any(isinstance(x, Const) and not x.value for x in args):
+                r = Const(False, bool_)
+            elif not rest:
+                r = Const(True, bool_)
+            elif len(rest) == 1:
+                r = rest[0]
+    elif isinstance(e, Gather):
+        when = specialize(e.when, dim, lo, hi, memo) if e.when is not None else None
+        r = Gather(e.slot, e.dtype, e.offset, e.strides, e.stride, specialize(e.index, dim, lo, hi, memo),
+                   e.dim, e.guard, when)
+    memo[id(e)] = r
+    return r
+
+
+def has_conditions(e) -> bool:
+    """Whether ``e`` still chooses between values by position (a select or a range test)."""
+    seen = set()
+
+    def walk(x) -> bool:
+        if id(x) in seen:
+            return False
+        seen.add(id(x))
+        if isinstance(x, (Select, InRange)):
+            return True
+        for f in ("args", "index", "when"):
+            v = getattr(x, f, None)
+            for y in (v if isinstance(v, tuple) else (v,)):
+                if y is not None and not isinstance(y, (int, str)) and walk(y):
+                    return True
+        return False
+    return walk(e)
+
+
+def unguarded(e, memo=None):
+    """``e`` with no clamped addresses: for an expression with no conditions left, every read
+    it makes is one the program makes, so its address is in bounds."""
+    memo = {} if memo is None else memo
+    if id(e) in memo:
+        return memo[id(e)]
+    if isinstance(e, Load):
+        r = Load(e.slot, e.dtype, e.offset, e.strides) if e.guard is not None else e
+    elif isinstance(e, Gather):
+        r = Gather(e.slot, e.dtype, e.offset, e.strides, e.stride, unguarded(e.index, memo), e.dim)
+    elif isinstance(e, Apply):
+        r = Apply(e.op, tuple(unguarded(x, memo) for x in e.args), e.in_dtype, e.dtype, e.attrs)
     else:
         r = e
     memo[id(e)] = r

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,37 @@ def test_fortran_order_constants_and_parameters(dtype):
     np.testing.assert_array_equal(got[0], xv @ c_val)
     np.testing.assert_array_equal(got[1], xv @ np.ones((5, 3), dtype))
     assert w.value.flags["C_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize("case", ["concat_inner", "concat_outer_chunked", "pad", "stack", "reversed_concat",
+                                  "pad_of_concat"])
+def test_pads_and_joins_split_into_select_free_vector_loops(case):
+    """pad / concatenate / stack choose per element between parts by range tests; the kernel
+    splits its loop at the points where the tests change, so each part is a plain loop that
+    vectorizes (``codegen.emit._emit_split``), with the same values."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((1024, 64)).astype(np.float32)
+    B = rng.standard_normal((1024, 64)).astype(np.float32)
+    a, b = gc.placeholder(A.shape, gc.float32, "a"), gc.placeholder(B.shape, gc.float32, "b")
+    graph, ref = {
+        "concat_inner": (lambda: gc.concatenate([a, b * 2], axis=1),
+                         lambda: np.concatenate([A, B * 2], axis=1)),
+        "concat_outer_chunked": (lambda: gc.concatenate([a, b], axis=0) + 1,
+                                 lambda: np.concatenate([A, B], axis=0) + 1),
+        "pad": (lambda: gc.pad(a * 3, ((2, 1), (3, 5)), constant_values=-1.5),
+                lambda: np.pad(A * 3, ((2, 1), (3, 5)), constant_values=-1.5)),
+        "stack": (lambda: gc.stack([a, b], axis=1) * 2, lambda: np.stack([A, B], axis=1) * 2),
+        "reversed_concat": (lambda: gc.concatenate([a, b], axis=1)[:, ::-1] - 1,
+                            lambda: np.concatenate([A, B], axis=1)[:, ::-1] - 1),
+        "pad_of_concat": (lambda: gc.pad(gc.concatenate([a, b], axis=1), ((0, 0), (1, 1))),
+                          lambda: np.pad(np.concatenate([A, B], axis=1), ((0, 0), (1, 1)))),
+    }[case]
+    f = gc.compile([a, b], graph())
+    np.testing.assert_array_equal(f(A, B), ref())
+    if case == "concat_outer_chunked":
+        assert max(k.chunks for k in f.kernels) > 1
+    ir_text = f.optimized_llvm_ir
+    # vector code (none of these was vectorized with the selects: no vector load at all)
+    assert re.search(r"store <\d+ x float>", ir_text)
+    if case != "pad":
+        assert re.search(r"load <\d+ x float>", ir_text)
