@@ -331,11 +331,8 @@ def _row_gathers(e, kc: KernelContext, cshape) -> list:
             if (x.strides[-1] == 1 and x.guard is None and x.when is None and inner_free(x.index)
                     and nbytes >= PREFETCH_MIN_TABLE_BYTES):
                 found.append(x)
-        for f in ("args", "cond", "a", "b", "index"):
-            v = getattr(x, f, None)
-            for y in (v if isinstance(v, tuple) else (v,)):
-                if y is not None and not isinstance(y, (int, str)):
-                    walk(y)
+        for y in X.children(x):
+            walk(y)
     walk(e)
     return found
 

@@ -340,6 +340,15 @@ def remap(e, groups, memo=None):
 
 # ---------------------------------------------------------------- loop splitting
 
+def children(e):
+    """The subexpressions of ``e`` (arguments, select branches, a gather's index and condition)."""
+    for f in ("args", "cond", "a", "b", "index", "when"):
+        v = getattr(e, f, None)
+        for y in (v if isinstance(v, tuple) else (v,)):
+            if y is not None and not isinstance(y, (int, str)):
+                yield y
+
+
 def _one_dim(index: Index, dim: int):
     """``(a, c)`` if ``index`` is ``a * i[dim] + c`` with ``a != 0`` (no other loop index), else None."""
     a = index.coeffs[dim] if dim < len(index.coeffs) else 0
@@ -364,11 +373,8 @@ def split_points(e, dim: int, size: int) -> list[int]:
                 for bound in (x.lo, x.hi):  # a*i + c crosses bound between floor and ceil of (bound-c)/a
                     q = (bound - c) / a
                     points.update((math.floor(q), math.ceil(q), math.floor(q) + 1))
-        for f in ("args", "cond", "a", "b", "index", "when"):
-            v = getattr(x, f, None)
-            for y in (v if isinstance(v, tuple) else (v,)):
-                if y is not None and not isinstance(y, (int, str)):
-                    walk(y)
+        for y in children(x):
+            walk(y)
     walk(e)
     return sorted(p for p in points if 0 < p < size)
 
@@ -424,12 +430,7 @@ def has_conditions(e) -> bool:
         seen.add(id(x))
         if isinstance(x, (Select, InRange)):
             return True
-        for f in ("args", "index", "when"):
-            v = getattr(x, f, None)
-            for y in (v if isinstance(v, tuple) else (v,)):
-                if y is not None and not isinstance(y, (int, str)) and walk(y):
-                    return True
-        return False
+        return any(walk(y) for y in children(x))
     return walk(e)
 
 

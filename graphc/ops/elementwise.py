@@ -70,19 +70,18 @@ def promote(op: str, operands, dtype: DType | None = None, allowed=ALL_DTYPES, p
             raise GraphError(op, str(e)) from None
         if promote_int_to is not None and not dtype.is_float:
             dtype = promote_int_to
+    def types():
+        return [as_tensor(x).type if not _is_weak(x) else type(x).__name__ for x in operands]
     if dtype not in allowed:
-        types = [as_tensor(x).type if not _is_weak(x) else type(x).__name__ for x in operands]
         raise GraphError(op, f"dtype {dtype.name} is not supported "
                              f"(expected {', '.join(d.name for d in allowed)})" + storage_hint(dtype),
-                         operands=types)
-    for x in operands:  # a weak Python int takes the array's type, as in numpy 2: it must fit it
-        integral = dtype.is_int or dtype.is_unsigned
-        if integral and _is_weak(x) and isinstance(x, int) and not isinstance(x, bool):
-            info = np.iinfo(dtype.np_dtype)
-            if not info.min <= x <= info.max:
-                types = [as_tensor(y).type if not _is_weak(y) else type(y).__name__ for y in operands]
+                         operands=types())
+    if dtype.is_int or dtype.is_unsigned:  # a weak Python int takes the array's type (numpy 2): it must fit
+        info = np.iinfo(dtype.np_dtype)
+        for x in operands:
+            if _is_weak(x) and isinstance(x, int) and not isinstance(x, bool) and not info.min <= x <= info.max:
                 raise GraphError(op, f"the Python int {x} is out of range for {dtype.name} "
-                                     f"({info.min}..{info.max})", operands=types)
+                                     f"({info.min}..{info.max})", operands=types())
     return [constant(x, dtype=dtype) if _is_weak(x) else _cast(as_tensor(x), dtype) for x in operands]
 
 
