@@ -131,11 +131,11 @@ class KernelContext:
     def hoisted_value(self, e):
         """A loop-invariant value, computed once in the entry block (LLVM cannot hoist loads
         itself: it cannot prove the output does not overwrite them)."""
-        hoisted = self.__dict__.setdefault("_hoisted", {})
-        if id(e) not in hoisted:
+        hoisted = self.__dict__.setdefault("_hoisted", {})  # id -> (expression, value)
+        if id(e) not in hoisted:  # the entry holds ``e``: its id is not reused while it is here
             with self.at_entry():
-                hoisted[id(e)] = ValueEmitter(self, []).value(e)
-        return hoisted[id(e)]
+                hoisted[id(e)] = (e, ValueEmitter(self, []).value(e))
+        return hoisted[id(e)][1]
 
     def error_flag(self):
         if self.err is None:
@@ -379,56 +379,54 @@ def emit_elementwise(kc: KernelContext, k: Target) -> int:
     gathers = _row_gathers(e, kc, cshape)
     if gathers:
         _prefetch_rows(kc, gathers, bounds[0][0], bounds[0][1], cshape[-1])
-    lanes = _padded_inner(cshape, node.dtype)
-    split = _split_dim(e, cshape, lanes)
-    if split is not None:  # pad / concatenate / stack: one loop nest per part, no selects inside
-        _emit_split(kc, k, e, cshape, cout, bounds, *split)
-        return chunks
-    if lanes:
-        bounds[-1] = (0, lanes)
-        kc.padded = True
-    with loop_nest(b, bounds, inner_hints=_inner_hints(cshape[-1] if cshape else 0)) as idx:
-        if lanes:  # lanes past the row's end do nothing: the vectorizer masks them
-            inside = b.icmp_signed("<", idx[-1], const64(cshape[-1]))
-            with b.if_then(inside):
-                ve = ValueEmitter(kc, idx)
-                ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
-        else:
-            ve = ValueEmitter(kc, idx)
-            ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
+    _emit_parts(kc, k, e, cshape, cout, bounds, _padded_inner(cshape, node.dtype), _split_dims(e, cshape))
     return chunks
 
 
 # A value that pads or joins (pad, concatenate, stack) chooses per element between its parts
-# with range tests on a loop index; a loop with such selects (and the clamped reads under them)
-# does not vectorize: 4-8x slower than the same loop without them. Split at the points where
-# the tests change, each part's loop gets the expression with the tests resolved.
-MAX_SPLIT_PARTS = 8
+# with range tests on loop indices; a loop with such selects (and the clamped reads under them)
+# does not vectorize: 4-8x slower than the same loop without them. Split the loops at the
+# points where the tests change: each part's loop nest gets the expression with the tests
+# resolved. The innermost loop is split only into parts of SPLIT_MIN_MEAN_PART elements or
+# more on average (parts of a few elements cost a loop each per row: stack along the last axis
+# ran 1.6x slower split); if it is short, it is unrolled instead, one select-free store per
+# position.
+MAX_SPLIT_PARTS = 16  # loop nests per kernel (each costs LLVM time)
+SPLIT_MIN_MEAN_PART = 8
+UNROLL_MAX_INNER = 16
 
 
-def _split_dim(e, cshape, lanes: int):
-    """``(dim, points)``: the innermost loop dim whose range tests split it into at most
-    ``MAX_SPLIT_PARTS`` parts, or None (no such tests, or the inner loop is lane-padded)."""
+def _split_dims(e, cshape) -> list[int]:
+    """The loop dims to split, innermost first, while the product of their part counts stays
+    within ``MAX_SPLIT_PARTS``; an innermost dim into short parts is left out."""
+    dims, parts = [], 1
     for dim in reversed(range(len(cshape))):
-        if lanes and dim == len(cshape) - 1:
+        n = len(X.split_points(e, dim, cshape[dim])) + 1
+        if dim == len(cshape) - 1 and cshape[dim] < n * SPLIT_MIN_MEAN_PART:
             continue
-        points = X.split_points(e, dim, cshape[dim])
-        if points and len(points) < MAX_SPLIT_PARTS:
-            return dim, points
-    return None
+        if n > 1 and parts * n <= MAX_SPLIT_PARTS:
+            dims.append(dim)
+            parts *= n
+    return dims
 
 
-def _emit_split(kc: KernelContext, k: Target, e, cshape, cout, bounds, dim: int, points):
-    """One loop nest per part ``[points[j], points[j+1])`` of loop ``dim``, within ``bounds``."""
+def _emit_parts(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: int, dims, split=False):
+    """The loop nest over ``bounds`` storing ``e``, split along ``dims`` (see ``_split_dims``):
+    for each part ``[p, q)`` of ``dims[0]`` where ``e`` changes, the nest of that part with
+    ``e`` specialized to it, split along the remaining dims."""
     b = kc.b
-    node = k.node
-    edges = [0] + list(points) + [cshape[dim]]
+    points = X.split_points(e, dims[0], cshape[dims[0]]) if dims else []
+    if not points:
+        if dims:
+            return _emit_parts(kc, k, e, cshape, cout, bounds, lanes, dims[1:], split)
+        if split and not X.has_conditions(e):
+            e = X.unguarded(e)
+        return _emit_nest(kc, k, e, cshape, cout, bounds, lanes)
+    dim = dims[0]
+    edges = [0] + points + [cshape[dim]]
     lo_d, hi_d = bounds[dim]
     for p_lo, p_hi in zip(edges, edges[1:]):
         part = X.specialize(e, dim, p_lo, p_hi)
-        if not X.has_conditions(part):
-            part = X.unguarded(part)
-        kc.__dict__.setdefault("_alive", []).append(part)  # values are memoized by id(): keep ids unique
         nest = list(bounds)
         if isinstance(lo_d, int) and isinstance(hi_d, int):
             nest[dim] = (max(lo_d, p_lo), min(hi_d, p_hi))
@@ -438,11 +436,42 @@ def _emit_split(kc: KernelContext, k: Target, e, cshape, cout, bounds, dim: int,
             lo = b.select(b.icmp_signed(">", lo_d, const64(p_lo)), lo_d, const64(p_lo))
             hi = b.select(b.icmp_signed("<", hi_d, const64(p_hi)), hi_d, const64(p_hi))
             nest[dim] = (lo, hi)
-        inner = nest[-1]
-        trip = inner[1] - inner[0] if isinstance(inner[0], int) and isinstance(inner[1], int) else cshape[-1]
-        with loop_nest(b, nest, inner_hints=_inner_hints(trip)) as idx:
-            ve = ValueEmitter(kc, idx)
-            ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(part))
+        _emit_parts(kc, k, part, cshape, cout, nest, lanes if dim != len(cshape) - 1 else 0, dims[1:], True)
+
+
+def _emit_nest(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: int):
+    """One loop nest over ``bounds`` storing ``e``: lane-padded (``_padded_inner``), or with a
+    short innermost dim that still has range tests unrolled into select-free stores, or plain."""
+    b = kc.b
+    node = k.node
+    last = len(cshape) - 1
+    inner = bounds[-1] if bounds else None
+    if (inner is not None and last > 0 and inner == (0, cshape[last]) and cshape[last] <= UNROLL_MAX_INNER
+            and X.split_points(e, last, cshape[last])):
+        with loop_nest(b, bounds[:-1], inner_hints=_inner_hints(_trip(bounds[-2], cshape[-2]))) as idx:
+            for j in range(cshape[last]):
+                part = X.specialize(e, last, j, j + 1)
+                if not X.has_conditions(part):
+                    part = X.unguarded(part)
+                ve = ValueEmitter(kc, list(idx) + [const64(j)])
+                ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(part))
+        return
+    if lanes:
+        bounds = list(bounds[:-1]) + [(0, lanes)]
+        kc.padded = True
+    with loop_nest(b, bounds, inner_hints=_inner_hints(_trip(inner, cshape[-1]) if bounds else 0)) as idx:
+        ve = ValueEmitter(kc, idx)
+        if lanes:  # lanes past the row's end do nothing: the vectorizer masks them
+            with b.if_then(b.icmp_signed("<", idx[-1], const64(cshape[-1]))):
+                ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
+        else:
+            ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
+
+
+def _trip(bound, size: int) -> int:
+    """The trip count of a loop over ``bound`` (``size`` if its ends are only known at run time)."""
+    lo, hi = bound
+    return hi - lo if isinstance(lo, int) and isinstance(hi, int) else size
 
 
 def _padded_inner(cshape, dtype: DType) -> int:

@@ -19,7 +19,6 @@ inlining every node that has no buffer.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from graphc.dtypes import DType, bool_, int64
@@ -359,7 +358,10 @@ def _one_dim(index: Index, dim: int):
 
 def split_points(e, dim: int, size: int) -> list[int]:
     """Where the conditions of ``e`` (pad borders, concatenate / stack parts) that depend on loop
-    index ``dim`` alone can change along that dim: sorted points in ``(0, size)``."""
+    index ``dim`` alone change along that dim: sorted points in ``(0, size)``.
+
+    ``lo <= a*i + c < hi`` holds for ``ceil((lo-c)/a) <= i < ceil((hi-c)/a)`` when ``a > 0``,
+    and for ``floor((hi-c)/a) + 1 <= i < floor((lo-c)/a) + 1`` when ``a < 0``."""
     points, seen = set(), set()
 
     def walk(x):
@@ -370,9 +372,9 @@ def split_points(e, dim: int, size: int) -> list[int]:
             ac = _one_dim(x.index, dim)
             if ac is not None:
                 a, c = ac
-                for bound in (x.lo, x.hi):  # a*i + c crosses bound between floor and ceil of (bound-c)/a
-                    q = (bound - c) / a
-                    points.update((math.floor(q), math.ceil(q), math.floor(q) + 1))
+                for bound in (x.lo, x.hi):
+                    n = bound - c
+                    points.add(-(-n // a) if a > 0 else n // a + 1)
         for y in children(x):
             walk(y)
     walk(e)

@@ -210,3 +210,64 @@ def test_pads_and_joins_split_into_select_free_vector_loops(case):
     assert re.search(r"store <\d+ x float>", ir_text)
     if case != "pad":
         assert re.search(r"load <\d+ x float>", ir_text)
+
+
+def _nests(monkeypatch):
+    """Records the loop nests an elementwise kernel emits: (bounds of the innermost loop, whether
+    it was unrolled, whether range tests remain)."""
+    import graphc.codegen.emit as E
+    import graphc.codegen.expr as X
+    seen = []
+    orig = E._emit_nest
+
+    def spy(kc, k, e, cshape, cout, bounds, lanes):
+        inner = bounds[-1] if bounds else None
+        unrolled = (inner is not None and len(cshape) > 1 and inner == (0, cshape[-1])
+                    and cshape[-1] <= E.UNROLL_MAX_INNER and bool(X.split_points(e, len(cshape) - 1, cshape[-1])))
+        seen.append((inner, unrolled, X.has_conditions(e)))
+        return orig(kc, k, e, cshape, cout, bounds, lanes)
+    monkeypatch.setattr(E, "_emit_nest", spy)
+    return seen
+
+
+@pytest.mark.parametrize("case, shape, nests, unrolled", [
+    # a short last axis is unrolled, one store per position, not split into loops of 1-3
+    ("stack_last", (64, 3), 1, True),
+    ("pad_inner", (64, 3), 1, True),
+    ("concat_inner", (64, 3), 1, True),
+    # parts of 8+ elements on average: split (pad borders of 1 next to a long row are fine)
+    ("concat_inner", (64, 10), 2, False),
+    ("pad_inner", (64, 40), 3, False),
+    # both dims padded: the inner split, then the rows of the middle part (borders are constant)
+    ("pad_both", (40, 40), 5, False),
+    # an outer split keeps a short inner row whole
+    ("concat_outer", (64, 10), 2, False),
+    ("pad_3d", (4, 9, 40), 5, False),
+])
+def test_loop_split_and_unroll_rules(monkeypatch, case, shape, nests, unrolled):
+    """``_split_dims`` / ``_emit_nest``: which loops are split, unrolled, or left alone; values
+    equal numpy's, and no part keeps a range test."""
+    monkeypatch.setenv("GRAPHC_CACHE", "0")  # emit, do not load from the cache
+    seen = _nests(monkeypatch)
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal(shape).astype(np.float32)
+    B = rng.standard_normal(shape).astype(np.float32)
+    a, b = gc.placeholder(shape, gc.float32, "a"), gc.placeholder(shape, gc.float32, "b")
+    last = len(shape) - 1
+    widths = [(0, 0)] * last + [(1, 2)]
+    graph, ref = {
+        "stack_last": (lambda: gc.stack([a, b], axis=-1) * 2, lambda: np.stack([A, B], axis=-1) * 2),
+        "pad_inner": (lambda: gc.pad(a * 3, widths, constant_values=0.5),
+                      lambda: np.pad(A * 3, widths, constant_values=0.5)),
+        "concat_inner": (lambda: gc.concatenate([a, -b], axis=-1) + 1,
+                         lambda: np.concatenate([A, -B], axis=-1) + 1),
+        "pad_both": (lambda: gc.pad(a, ((1, 1), (2, 1))) - 1, lambda: np.pad(A, ((1, 1), (2, 1))) - 1),
+        "concat_outer": (lambda: gc.concatenate([a, b[::-1]], axis=0) * 2,
+                         lambda: np.concatenate([A, B[::-1]], axis=0) * 2),
+        "pad_3d": (lambda: gc.pad(a, ((0, 0), (1, 1), (1, 1))) * 2, lambda: np.pad(A, ((0, 0), (1, 1), (1, 1))) * 2),
+    }[case]
+    f = gc.compile([a, b], graph())
+    np.testing.assert_array_equal(f(A, B), ref())
+    assert len(seen) == nests, seen
+    assert any(u for _, u, _ in seen) == unrolled, seen
+    assert unrolled or not any(cond for _, _, cond in seen), seen

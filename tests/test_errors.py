@@ -181,3 +181,16 @@ def test_input_errors_name_the_input():
         gc.evaluate(y, {})
     with pytest.raises(gc.InputError, match="does not convert safely"):
         gc.evaluate(y, {x: np.zeros((2, 3), np.complex64)})
+
+
+@pytest.mark.parametrize("bad, which", [([0, 2, -1, 5], "5"), ([-5, 0], "-5")])
+def test_constant_indices_out_of_range_fail_at_build_time(bad, which):
+    """A constant take / scatter_add index outside [-n, n) is wrong whatever is fed: a GraphError
+    where the graph is built (it would have gone unnoticed where no element reads it)."""
+    x = gc.placeholder((4, 3))
+    _check(lambda: gc.take(x, bad, axis=0), "take", f"constant index {which} is out of range for an axis of size 4",
+           "f32[4,3]")
+    u = gc.placeholder((len(bad), 3))
+    _check(lambda: gc.scatter_add(u, gc.constant(np.array(bad)), 0, 4), "scatter_add",
+           f"constant index {which} is out of range", f"f32[{len(bad)},3]")
+    gc.take(x, [-4, 3], axis=0)  # the ends of the range are fine

@@ -280,3 +280,45 @@ def test_compile_time_of_transcendental_chain_on_broadcast_scalar():
         subprocess.run([sys.executable, "-c", _HANG], env=env, timeout=10, check=True)
     except subprocess.TimeoutExpired:
         pytest.fail("compile did not finish in 10 s (it normally takes 0.2 s)")
+
+
+# ---------------------------------------------------------------- checker rules (not compiler bugs)
+
+def test_fuzz_checker_skips_float32_overflow_borderline_in_float64_outputs():
+    """Seed 555320: a float32 matmul whose products overflow to +inf and -inf is nan in numpy's
+    order and finite with FMA contraction; the nan reached a float64 logsumexp. Elements whose
+    class (finite / inf / nan) a float64 shadow of the float32 parts changes are borderline for
+    float64 outputs too, so the checker accepts either."""
+    import fuzz_graphs
+    fuzz_graphs.check(555320)
+
+
+def test_fuzz_checker_accepts_nan_gradient_through_an_inf_the_loss_drops():
+    """Seed 556384: ``1 / -(|x / (x - x)| + 0.2)`` on the diagonal: the forward value is inf
+    there, the loss loses it (1/inf = 0), finite differences see a constant, and the chain
+    rule multiplies 0 by inf (nan), as every reverse-mode autodiff does. The checker allows a
+    nan gradient where the forward pass had non-finite values."""
+    import fuzz_graphs
+    fuzz_graphs.check_grad(556384)
+
+
+# ---------------------------------------------------------------- bug 16: hoisted values by id()
+
+# fixed: fuzz bug #16 (seeds 600938, 601498, 600034g, found the day the loop split learned to
+# unroll short rows): loop-invariant values are emitted once per kernel and memoized by id() of
+# their expression; the specialized parts of a split loop are made-up expressions freed after
+# their part, so the next part's expression could get a freed id and reuse a wrong value
+# (stack([-x, x]) of a broadcast scalar stored -x twice; an LLVM IR parse error elsewhere).
+def test_split_parts_of_loop_invariant_values():
+    x = gc.placeholder((1, 1), gc.float32, name="x")
+    s = gc.stack([-x, x], axis=2)
+    b = gc.broadcast_to(s, (6, 2, 1, 1, 2))
+    f = gc.compile([x], [gc.scatter_add(b, gc.constant(np.array([0, -2])), 1, 2), b])
+    xv = np.array([[2.5]], np.float32)
+    want_b = np.broadcast_to(np.stack([-xv, xv], axis=2), (6, 2, 1, 1, 2))
+    got = f(xv)
+    np.testing.assert_array_equal(got[1], want_b)
+    np.testing.assert_array_equal(got[0][:, 0], want_b[:, 0] + want_b[:, 1])
+    for seed in (600938, 601498):
+        import fuzz_graphs
+        fuzz_graphs.check(seed)

@@ -3,7 +3,8 @@
 * ``take(x, idx, axis)``: ``out[a, i, b] = x[a, idx[i], b]`` where ``a`` runs
   over the axes before ``axis``, ``i`` over ``idx``'s axes and ``b`` over
   the axes after. Indices may be negative (counted from the end, as numpy);
-  out-of-range indices are an error at run time.
+  out-of-range indices are an error: at build time for constant indices, at
+  run time (IndexError) for fed ones that are gathered.
 * ``one_hot(idx, depth)``: ``out[i, k] = (idx[i] == k)``; out-of-range or
   negative indices give an all-zero row.
 * ``scatter_add(u, idx, axis, dim_size)``: zeros of the shape ``take``'s input
@@ -36,6 +37,18 @@ def _infer_take(x, idx, *, axis):
     return TensorType(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)
 
 
+def _check_constant_indices(dim_size: int, idx_node) -> None:
+    """Constant indices must lie in ``[-dim_size, dim_size)`` (a fed index is checked at run time)."""
+    if idx_node.op != "constant" or not idx_node.value.size:
+        return
+    v = idx_node.value
+    lo, hi = int(v.min()), int(v.max())
+    if lo < -dim_size or hi >= dim_size:
+        bad = lo if lo < -dim_size else hi
+        raise OpTypeError(f"constant index {bad} is out of range for an axis of size {dim_size}"
+                          f" (valid: {-dim_size} to {dim_size - 1})")
+
+
 def take(x, indices, axis=None):
     """numpy's ``take``: elements of ``x`` at integer ``indices`` along ``axis`` (flattened if None)."""
     x = as_tensor(x)
@@ -55,6 +68,7 @@ register(OpDef("take", "index", _infer_take, _take_ref, nin=2, attrs={"axis": 0}
                vjp=lambda g, x, idx, out, axis: (scatter_add(g, idx, axis, x.shape[axis]), None),
                normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim, 1))},
                doc="gather along an axis", api=take,
+               check_constants=lambda x, idx, axis: _check_constant_indices(x.shape[axis], idx),
                oracle=lambda x, indices, axis=None: np.take(x, indices, axis=axis),
                examples=tuple(Example((Arg(sx, d), Arg(si, di, -sx[ax] if sx else 0, (sx[ax] - 1) if sx else 0)),
                                       {"axis": ax})
@@ -137,6 +151,7 @@ register(OpDef("scatter_add", "index", _infer_scatter, _scatter_ref, nin=2,
                normalize=lambda t, a: {"axis": normalize_axis(a["axis"], builtins.max(t[0].ndim - t[1].ndim + 1, 1)),
                                        "dim_size": a["dim_size"]},
                doc="accumulate into zeros at indices (adjoint of take)", api=scatter_add, oracle=_scatter_oracle,
+               check_constants=lambda u, idx, axis, dim_size: _check_constant_indices(dim_size, idx),
                examples=tuple(Example((Arg(su, d), Arg(si, di, 0 if di == uint8 else -3, 3)), {"axis": ax, "dim_size": 4})
                               for d in NUMERIC_DTYPES for di in (int64, uint8)
                               for su, si, ax in [((6, 3), (6,), 0), ((2, 3, 2), (3, 2), 1), ((5,), (5,), 0),

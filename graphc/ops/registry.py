@@ -105,6 +105,9 @@ class OpDef:
     api: Callable | None = None
     oracle: Callable | None = None
     examples: Sequence[Example] = ()
+    # build-time check of constant operands: check(*input_nodes, **attrs) raises OpTypeError
+    # for values that are wrong whatever is fed (e.g. a constant take index out of range)
+    check_constants: Callable | None = None
 
     def infer_type(self, types: Sequence[TensorType], attrs: dict) -> TensorType:
         """Check arity and attributes, then run ``infer``; raises OpTypeError."""
@@ -180,6 +183,8 @@ def make_node(op_name: str, inputs: Sequence[Node], attrs: dict | None = None,
         if op.normalize is not None:
             full = op.normalize(types, full)
         out_type = op.infer_type(types, full)
+        if op.check_constants is not None and any(i.op == "constant" for i in inputs):
+            op.check_constants(*inputs, **full)
     except OpTypeError as e:
         raise GraphError(op_name, str(e), operands=types, location=loc) from None
     return Node(op_name, inputs, full, out_type, loc=loc)
