@@ -1,9 +1,10 @@
-"""Codegen benchmarks: W1 (fused elementwise chain), W2 (SGEMM), compile and cache times.
+"""Codegen benchmarks: W1 (fused elementwise chain), W2 (SGEMM), joins, compile and cache times.
 
     python bench/bench_codegen.py [--repeat 15] [--skip-peers]
 
 W1: y = sigmoid(x*a + b) * tanh(x) + 0.5*x*x over 16M float32.
 W2: C = A @ B for 1024^3 and 2048^3 float32.
+Joins: pad / concatenate / stack fused with an elementwise op (us).
 Prints medians (ms), ratios against numpy, and against JAX / PyTorch
 (torch.compile) when they are installed, all measured in this one run.
 """
@@ -106,6 +107,43 @@ print(f"{(t1 - t0) * 1e3:.1f} {(t2 - t1) * 1e3:.1f} {int(f.cache_hit)}")
 """
 
 
+def joins(repeat: int) -> list[tuple]:
+    """pad / concatenate / stack fused with an elementwise op, against numpy doing the same (the
+    loop split and the unrolled short rows of ``codegen.emit._emit_parts``)."""
+    rng = np.random.default_rng(0)
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+    big_a, big_b, thin_a, thin_b, ten_a, ten_b = arr(256, 392), arr(256, 392), arr(20000, 3), arr(20000, 3), \
+        arr(5000, 10), arr(5000, 10)
+    cases = [
+        ("concat axis 1, 256x392 x2", (big_a, big_b), lambda a, b: gc.relu(gc.concatenate([a, b], axis=1)) * 2,
+         lambda a, b: np.maximum(np.concatenate([a, b], axis=1), 0) * 2),
+        ("concat axis 0, 256x392 x2", (big_a, big_b), lambda a, b: gc.relu(gc.concatenate([a, b], axis=0)) * 2,
+         lambda a, b: np.maximum(np.concatenate([a, b], axis=0), 0) * 2),
+        ("pad both axes, 256x392", (big_a,), lambda a: gc.pad(a, ((1, 1), (1, 1))) * 2,
+         lambda a: np.pad(a, ((1, 1), (1, 1))) * 2),
+        ("stack last axis, 256x392 x2", (big_a, big_b), lambda a, b: gc.stack([a, b], axis=-1) * 2,
+         lambda a, b: np.stack([a, b], axis=-1) * 2),
+        ("pad rows of 3 to 5, 20000", (thin_a,), lambda a: gc.pad(a, ((0, 0), (1, 1))) * 2,
+         lambda a: np.pad(a, ((0, 0), (1, 1))) * 2),
+        ("concat rows of 3, 20000 x2", (thin_a, thin_b), lambda a, b: gc.concatenate([a, b], axis=1) * 2,
+         lambda a, b: np.concatenate([a, b], axis=1) * 2),
+        ("concat axis 0, 5000x10 x2", (ten_a, ten_b), lambda a, b: gc.concatenate([a, b], axis=0) * 2,
+         lambda a, b: np.concatenate([a, b], axis=0) * 2),
+        ("add (reference), 256x392 x2", (big_a, big_b), lambda a, b: gc.relu(a + b) * 2,
+         lambda a, b: np.maximum(a + b, 0) * 2),
+    ]
+    rows = []
+    for name, values, build, ref in cases:
+        ins = [gc.placeholder(v.shape, gc.float32) for v in values]
+        f = gc.compile(ins, build(*ins))
+        np.testing.assert_array_equal(f(*values), ref(*values))
+        rows.append((name, "numpy", median_ms(lambda: ref(*values), repeat, warmup=5) * 1e3, None))
+        rows.append((name, "graphc", median_ms(lambda: f(*values), repeat, warmup=5) * 1e3, None))
+    return rows
+
+
 def cache_times() -> list[tuple]:
     """Cold compile (empty cache) and warm compile (a second process, same graph) to first call."""
     with tempfile.TemporaryDirectory() as d:
@@ -143,6 +181,11 @@ def main(argv=None) -> int:
         else:
             ex = ""
         print(f"{work:<28} {name:<15} {ms:>10.2f} {ratio:>8.2f}x  {ex}")
+    print(f"\n{'joins (fused with an elementwise op)':<28} {'impl':<15} {'median us':>10} {'vs numpy':>9}")
+    for work, name, us, _ in joins(max(200, args.repeat)):
+        if name == "numpy":
+            base[work] = us
+        print(f"{work:<28} {name:<15} {us:>10.1f} {base[work] / us:>8.2f}x")
     print()
     for work, label, ms, extra in cache_times():
         print(f"{work:<28} {label:<22} {ms:>8.1f} ms  ({extra})")
