@@ -356,6 +356,19 @@ def _one_dim(index: Index, dim: int):
     return a, index.const
 
 
+def node_count(e) -> int:
+    """The distinct subexpressions of ``e`` (a measure of the code it emits)."""
+    seen = set()
+
+    def walk(x):
+        if id(x) not in seen:
+            seen.add(id(x))
+            for y in children(x):
+                walk(y)
+    walk(e)
+    return len(seen)
+
+
 def split_points(e, dim: int, size: int) -> list[int]:
     """Where the conditions of ``e`` (pad borders, concatenate / stack parts) that depend on loop
     index ``dim`` alone change along that dim: sorted points in ``(0, size)``.

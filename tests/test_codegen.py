@@ -221,10 +221,7 @@ def _nests(monkeypatch):
     orig = E._emit_nest
 
     def spy(kc, k, e, cshape, cout, bounds, lanes):
-        inner = bounds[-1] if bounds else None
-        unrolled = (inner is not None and len(cshape) > 1 and inner == (0, cshape[-1])
-                    and cshape[-1] <= E.UNROLL_MAX_INNER and bool(X.split_points(e, len(cshape) - 1, cshape[-1])))
-        seen.append((inner, unrolled, X.has_conditions(e)))
+        seen.append((bounds[-1] if bounds else None, E._unrolls(e, cshape, bounds), X.has_conditions(e)))
         return orig(kc, k, e, cshape, cout, bounds, lanes)
     monkeypatch.setattr(E, "_emit_nest", spy)
     return seen
@@ -271,3 +268,20 @@ def test_loop_split_and_unroll_rules(monkeypatch, case, shape, nests, unrolled):
     assert len(seen) == nests, seen
     assert any(u for _, u, _ in seen) == unrolled, seen
     assert unrolled or not any(cond for _, _, cond in seen), seen
+
+
+def test_short_rows_under_much_math_are_not_unrolled(monkeypatch):
+    """Unrolling a short row copies its expression once per position: past ``UNROLL_MAX_NODES``
+    (nodes times positions) the kernel keeps one loop with range tests (LLVM time stays bounded)."""
+    import graphc.codegen.emit as E
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    seen = _nests(monkeypatch)
+    A = np.random.default_rng(2).standard_normal((64, 14)).astype(np.float32)
+    x = gc.placeholder(A.shape, gc.float32, "x")
+    y, ref = x, A.astype(np.float64)
+    for k in range(E.UNROLL_MAX_NODES // 16 + 2):  # a chain long enough to pass the budget
+        y = gc.tanh(y * 0.5 + k)
+        ref = np.tanh(ref * 0.5 + k)
+    f = gc.compile([x], gc.pad(y, ((0, 0), (1, 1)), constant_values=3.0))
+    np.testing.assert_allclose(f(A), np.pad(ref, ((0, 0), (1, 1)), constant_values=3.0), rtol=1e-5, atol=1e-6)
+    assert len(seen) == 1 and not seen[0][1] and seen[0][2], seen
