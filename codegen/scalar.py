@@ -176,10 +176,24 @@ def _pow(sb, args, d, out, attrs):
     a, c = args
     if d.is_float:
         return sb.math("pow", a, c)
-    # integer power: computed in float64 and converted back (exact below 2**53)
-    from graphc.dtypes import float64
-    fa, fc = sb.cast(a, d, float64), sb.cast(c, d, float64)
-    return sb.cast(sb.math("pow", fa, fc), float64, d)
+    return _int_pow(sb.b, a, c)
+
+
+def _int_pow(b: ir.IRBuilder, a, c):
+    """``a ** c`` for integers as numpy computes it: by squaring, wrapping around on overflow
+    (``2000 ** 3`` in int32 is -589934592), one step per bit of the exponent: select-free, so
+    it vectorizes, and a constant exponent folds to its multiplications. A negative exponent
+    (numpy refuses it) gives the result of its bits read as unsigned."""
+    t = a.type
+    one = ir.Constant(t, 1)
+    result, base, e = one, a, c
+    for k in range(t.width):
+        odd = b.icmp_unsigned("!=", b.and_(e, one), ir.Constant(t, 0))
+        result = b.select(odd, b.mul(result, base), result)
+        if k + 1 < t.width:
+            base = b.mul(base, base)
+            e = b.lshr(e, one)
+    return result
 
 
 def _gelu(sb, args, d, out, attrs):

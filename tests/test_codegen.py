@@ -285,3 +285,18 @@ def test_short_rows_under_much_math_are_not_unrolled(monkeypatch):
     f = gc.compile([x], gc.pad(y, ((0, 0), (1, 1)), constant_values=3.0))
     np.testing.assert_allclose(f(A), np.pad(ref, ((0, 0), (1, 1)), constant_values=3.0), rtol=1e-5, atol=1e-6)
     assert len(seen) == 1 and not seen[0][1] and seen[0][2], seen
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_power_wraps_as_numpy(dtype):
+    """Integer ``power`` multiplies by squaring and wraps around on overflow, as numpy does (it was
+    computed in float64 and saturated: 2000 ** 3 in int32 gave 2147483647; fuzz seed 620133)."""
+    xs = np.array([2000, -3000, 7, 1 << 20, -1, 0, 3, 2, 2, 5, -7, 0], dtype)
+    es = np.array([3, 3, 2, 2, 7, 0, 40, 31, 32, 1, 63, 5], dtype)
+    x, e = gc.placeholder(xs.shape, dtype), gc.placeholder(es.shape, dtype)
+    f = gc.compile([x, e], [gc.power(x, e), gc.power(x, 3), x ** 2])
+    got = f(xs, es)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(got[0], np.power(xs, es))
+        np.testing.assert_array_equal(got[1], np.power(xs, 3))
+        np.testing.assert_array_equal(got[2], xs ** 2)
