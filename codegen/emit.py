@@ -387,26 +387,26 @@ def emit_elementwise(kc: KernelContext, k: Target) -> int:
 # with range tests on loop indices; a loop with such selects (and the clamped reads under them)
 # does not vectorize: 4-8x slower than the same loop without them. Split the loops at the
 # points where the tests change: each part's loop nest gets the expression with the tests
-# resolved. The innermost loop is split only into parts of SPLIT_MIN_MEAN_PART elements or
-# more on average (parts of a few elements cost a loop each per row: stack along the last axis
-# ran 1.6x slower split); if it is short, it is unrolled instead, one select-free store per
-# position (LLVM then vectorizes across rows), unless that makes too much code: a pad of rows
-# of 14 under 5 transcendental functions (17 nodes) runs 2.4 ms -> 0.6 ms unrolled, and its
-# compile takes 0.03 -> 0.2 s.
+# resolved; a part of the innermost loop shorter than a vector runs on masked lanes (as
+# ``_padded_inner``). A short row (at most UNROLL_MAX_INNER) of a cheap expression (at most
+# UNROLL_MAX_NODES nodes) is unrolled instead, one select-free store per position, and LLVM
+# vectorizes across rows: split into loops of 1-3 elements, stack along the last axis ran 4x
+# slower. A costly expression is split even then: unrolled, LLVM vectorizes its 16 stores in
+# pairs (a pad of 3 -> 16 under two tanh ran 4x slower).
+# (bench/bench_codegen.py "joins"; the measured table is in the notes of issue 5.)
 MAX_SPLIT_PARTS = 16  # loop nests per kernel (each costs LLVM time)
-SPLIT_MIN_MEAN_PART = 8
 UNROLL_MAX_INNER = 16
-UNROLL_MAX_NODES = 512  # expression nodes times positions
+UNROLL_MAX_NODES = 10
 
 
 def _split_dims(e, cshape) -> list[int]:
     """The loop dims to split, innermost first, while the product of their part counts stays
-    within ``MAX_SPLIT_PARTS``; an innermost dim into short parts is left out."""
+    within ``MAX_SPLIT_PARTS``; an innermost dim to unroll (``_unrolls``) is left out."""
     dims, parts = [], 1
     for dim in reversed(range(len(cshape))):
-        n = len(X.split_points(e, dim, cshape[dim])) + 1
-        if dim == len(cshape) - 1 and cshape[dim] < n * SPLIT_MIN_MEAN_PART:
+        if dim == len(cshape) - 1 and _unrolls(e, cshape):
             continue
+        n = len(X.split_points(e, dim, cshape[dim])) + 1
         if n > 1 and parts * n <= MAX_SPLIT_PARTS:
             dims.append(dim)
             parts *= n
@@ -416,7 +416,8 @@ def _split_dims(e, cshape) -> list[int]:
 def _emit_parts(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: int, dims, split=False):
     """The loop nest over ``bounds`` storing ``e``, split along ``dims`` (see ``_split_dims``):
     for each part ``[p, q)`` of ``dims[0]`` where ``e`` changes, the nest of that part with
-    ``e`` specialized to it, split along the remaining dims."""
+    ``e`` specialized to it, split along the remaining dims. ``lanes``: run the innermost
+    loop on that many masked lanes (0: as it is)."""
     b = kc.b
     points = X.split_points(e, dims[0], cshape[dims[0]]) if dims else []
     if not points:
@@ -426,6 +427,7 @@ def _emit_parts(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: in
             e = X.unguarded(e)
         return _emit_nest(kc, k, e, cshape, cout, bounds, lanes)
     dim = dims[0]
+    inner = dim == len(cshape) - 1
     edges = [0] + points + [cshape[dim]]
     lo_d, hi_d = bounds[dim]
     for p_lo, p_hi in zip(edges, edges[1:]):
@@ -439,17 +441,19 @@ def _emit_parts(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: in
             lo = b.select(b.icmp_signed(">", lo_d, const64(p_lo)), lo_d, const64(p_lo))
             hi = b.select(b.icmp_signed("<", hi_d, const64(p_hi)), hi_d, const64(p_hi))
             nest[dim] = (lo, hi)
-        _emit_parts(kc, k, part, cshape, cout, nest, lanes if dim != len(cshape) - 1 else 0, dims[1:], True)
+        part_lanes = lanes
+        if inner:  # this part's own row: masked lanes if it is a little shorter than a vector
+            part_lanes = _lanes_for(nest[dim][1] - nest[dim][0], k.node.dtype) if len(cshape) > 1 else 0
+        _emit_parts(kc, k, part, cshape, cout, nest, part_lanes, dims[1:], True)
 
 
 def _emit_nest(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: int):
-    """One loop nest over ``bounds`` storing ``e``: lane-padded (``_padded_inner``), or with a
-    short innermost dim that still has range tests unrolled into select-free stores, or plain."""
+    """One loop nest over ``bounds`` storing ``e``: a short row with range tests unrolled
+    (``_unrolls``), or the innermost loop on ``lanes`` masked lanes, or plain."""
     b = kc.b
     node = k.node
     last = len(cshape) - 1
-    inner = bounds[-1] if bounds else None
-    if _unrolls(e, cshape, bounds):
+    if bounds and bounds[-1] == (0, cshape[-1]) and _unrolls(e, cshape):
         with loop_nest(b, bounds[:-1], inner_hints=_inner_hints(_trip(bounds[-2], cshape[-2]))) as idx:
             for j in range(cshape[last]):
                 part = X.specialize(e, last, j, j + 1)
@@ -458,24 +462,26 @@ def _emit_nest(kc: KernelContext, k: Target, e, cshape, cout, bounds, lanes: int
                 ve = ValueEmitter(kc, list(idx) + [const64(j)])
                 ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(part))
         return
-    if lanes:
-        bounds = list(bounds[:-1]) + [(0, lanes)]
+    end = None
+    if lanes:  # [lo, hi) runs as [lo, lo + lanes): lanes past hi do nothing (the vectorizer masks them)
+        lo, end = bounds[-1]
+        bounds = list(bounds[:-1]) + [(lo, lo + lanes)]
         kc.padded = True
-    with loop_nest(b, bounds, inner_hints=_inner_hints(_trip(inner, cshape[-1]) if bounds else 0)) as idx:
+    with loop_nest(b, bounds, inner_hints=_inner_hints(_trip(bounds[-1], cshape[-1]) if bounds else 0)) as idx:
         ve = ValueEmitter(kc, idx)
-        if lanes:  # lanes past the row's end do nothing: the vectorizer masks them
-            with b.if_then(b.icmp_signed("<", idx[-1], const64(cshape[-1]))):
+        if end is not None:
+            with b.if_then(b.icmp_signed("<", idx[-1], const64(end))):
                 ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
         else:
             ve.store(k.slot, node.dtype, ve.affine(cout, 0), ve.value(e))
 
 
-def _unrolls(e, cshape, bounds) -> bool:
-    """Whether ``_emit_nest`` unrolls the innermost loop: a whole short row that still has range
-    tests, with at most ``UNROLL_MAX_NODES`` expression nodes times positions."""
+def _unrolls(e, cshape) -> bool:
+    """Whether a whole row of ``e`` is unrolled into one store per position: it is short
+    (``UNROLL_MAX_INNER``), still has range tests, and ``e`` is cheap (``UNROLL_MAX_NODES``)."""
     last = len(cshape) - 1
-    return (last > 0 and bounds[-1] == (0, cshape[last]) and cshape[last] <= UNROLL_MAX_INNER
-            and bool(X.split_points(e, last, cshape[last])) and X.node_count(e) * cshape[last] <= UNROLL_MAX_NODES)
+    return (last > 0 and cshape[last] <= UNROLL_MAX_INNER and X.node_count(e) <= UNROLL_MAX_NODES
+            and bool(X.split_points(e, last, cshape[last])))
 
 
 def _trip(bound, size: int) -> int:
@@ -488,10 +494,16 @@ def _padded_inner(cshape, dtype: DType) -> int:
     """A short innermost loop (e.g. 10 classes next to a per-row operand, which keeps the two
     dims apart) does not vectorize; run it over one full vector of lanes (64 bytes) with the
     lanes past its end masked off, or return 0 to leave it alone."""
-    if len(cshape) < 2 or dtype.itemsize not in (4, 8):
+    return _lanes_for(cshape[-1], dtype) if len(cshape) >= 2 else 0
+
+
+def _lanes_for(n: int, dtype: DType) -> int:
+    """The lanes of one 64-byte vector of ``dtype`` if a row of ``n`` is a little shorter than
+    that (more than half), else 0 (see ``_padded_inner``)."""
+    if dtype.itemsize not in (4, 8):
         return 0
     lanes = 64 // dtype.itemsize
-    return lanes if lanes // 2 < cshape[-1] < lanes else 0
+    return lanes if lanes // 2 < n < lanes else 0
 
 
 _IDENTITY = {"sum": 0, "mean": 0, "prod": 1}

@@ -176,24 +176,74 @@ def _pow(sb, args, d, out, attrs):
     a, c = args
     if d.is_float:
         return sb.math("pow", a, c)
-    return _int_pow(sb.b, a, c)
+    return _int_pow(sb, a, c)
 
 
-def _int_pow(b: ir.IRBuilder, a, c):
+def _int_pow(sb: "ScalarBuilder", a, c):
     """``a ** c`` for integers as numpy computes it: by squaring, wrapping around on overflow
-    (``2000 ** 3`` in int32 is -589934592), one step per bit of the exponent: select-free, so
-    it vectorizes, and a constant exponent folds to its multiplications. A negative exponent
-    (numpy refuses it) gives the result of its bits read as unsigned."""
+    (``2000 ** 3`` in int32 is -589934592). A constant exponent becomes its chain of
+    multiplications; another calls ``gc.ipow.iN`` (a loop over the exponent's bits: 64
+    unrolled steps cost ~200 ms of LLVM per power). numpy refuses negative exponents; here
+    they give C's answer (1 for a base of 1, +-1 for -1, else 0)."""
+    b = sb.b
     t = a.type
-    one = ir.Constant(t, 1)
-    result, base, e = one, a, c
-    for k in range(t.width):
-        odd = b.icmp_unsigned("!=", b.and_(e, one), ir.Constant(t, 0))
-        result = b.select(odd, b.mul(result, base), result)
-        if k + 1 < t.width:
-            base = b.mul(base, base)
-            e = b.lshr(e, one)
-    return result
+    if isinstance(c, ir.Constant) and isinstance(c.constant, int):
+        e = c.constant
+        if e < 0:
+            return _negative_int_pow(b, a, e & 1 == 1)
+        result, base = ir.Constant(t, 1), a
+        while e:
+            if e & 1:
+                result = b.mul(result, base)
+            e >>= 1
+            if e:
+                base = b.mul(base, base)
+        return result
+    return b.call(_ipow_function(sb.module, t), [a, c])
+
+
+def _negative_int_pow(b: ir.IRBuilder, a, odd):
+    """``a ** e`` for ``e < 0`` (``odd``: an i1 value or bool): 1 if a == 1, (-1) ** e if a == -1, else 0."""
+    t = a.type
+    one, minus_one = ir.Constant(t, 1), ir.Constant(t, -1)
+    odd = ir.Constant(ir.IntType(1), int(odd)) if isinstance(odd, bool) else odd
+    at_minus_one = b.select(odd, minus_one, one)
+    return b.select(b.icmp_signed("==", a, one), one,
+                    b.select(b.icmp_signed("==", a, minus_one), at_minus_one, ir.Constant(t, 0)))
+
+
+def _ipow_function(module: ir.Module, t: ir.IntType) -> ir.Function:
+    """``gc.ipow.iN(a, e)`` in ``module`` (created once, internal): square-and-multiply over
+    the bits of ``e``, wrapping; ``e < 0`` as in ``_negative_int_pow``."""
+    name = f"gc.ipow.i{t.width}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, ir.FunctionType(t, [t, t]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    a, e = fn.args
+    entry, loop, done, negative = (fn.append_basic_block(n) for n in ("entry", "loop", "done", "negative"))
+    b = ir.IRBuilder(entry)
+    zero, one = ir.Constant(t, 0), ir.Constant(t, 1)
+    b.cbranch(b.icmp_signed("<", e, zero), negative, loop)
+    b.position_at_end(loop)
+    result = b.phi(t, "result")
+    base = b.phi(t, "base")
+    rest = b.phi(t, "rest")
+    odd = b.icmp_unsigned("!=", b.and_(rest, one), zero)
+    result_next = b.select(odd, b.mul(result, base), result)
+    rest_next = b.lshr(rest, one)
+    base_next = b.mul(base, base)
+    b.cbranch(b.icmp_unsigned("!=", rest_next, zero), loop, done)
+    for phi, first, nxt in ((result, one, result_next), (base, a, base_next), (rest, e, rest_next)):
+        phi.add_incoming(first, entry)
+        phi.add_incoming(nxt, loop)
+    b.position_at_end(done)
+    b.ret(result_next)
+    b.position_at_end(negative)
+    b.ret(_negative_int_pow(b, a, b.trunc(e, ir.IntType(1))))
+    return fn
 
 
 def _gelu(sb, args, d, out, attrs):

@@ -221,7 +221,8 @@ def _nests(monkeypatch):
     orig = E._emit_nest
 
     def spy(kc, k, e, cshape, cout, bounds, lanes):
-        seen.append((bounds[-1] if bounds else None, E._unrolls(e, cshape, bounds), X.has_conditions(e)))
+        inner = bounds[-1] if bounds else None
+        seen.append((inner, inner == (0, cshape[-1]) and E._unrolls(e, cshape), X.has_conditions(e)))
         return orig(kc, k, e, cshape, cout, bounds, lanes)
     monkeypatch.setattr(E, "_emit_nest", spy)
     return seen
@@ -235,6 +236,7 @@ def _nests(monkeypatch):
     # parts of 8+ elements on average: split (pad borders of 1 next to a long row are fine)
     ("concat_inner", (64, 10), 2, False),
     ("pad_inner", (64, 40), 3, False),
+    ("pad_inner", (64, 18), 3, False),  # a row too long to unroll is split, however short its parts
     # both dims padded: the inner split, then the rows of the middle part (borders are constant)
     ("pad_both", (40, 40), 5, False),
     # an outer split keeps a short inner row whole
@@ -270,21 +272,23 @@ def test_loop_split_and_unroll_rules(monkeypatch, case, shape, nests, unrolled):
     assert unrolled or not any(cond for _, _, cond in seen), seen
 
 
-def test_short_rows_under_much_math_are_not_unrolled(monkeypatch):
-    """Unrolling a short row copies its expression once per position: past ``UNROLL_MAX_NODES``
-    (nodes times positions) the kernel keeps one loop with range tests (LLVM time stays bounded)."""
+def test_short_rows_under_much_math_are_split_not_unrolled(monkeypatch):
+    """Unrolled, a short row of a costly expression (more than ``UNROLL_MAX_NODES`` nodes) is
+    vectorized poorly: it is split instead, its middle part on masked lanes, with no range test
+    left in any part."""
     import graphc.codegen.emit as E
     monkeypatch.setenv("GRAPHC_CACHE", "0")
     seen = _nests(monkeypatch)
     A = np.random.default_rng(2).standard_normal((64, 14)).astype(np.float32)
     x = gc.placeholder(A.shape, gc.float32, "x")
     y, ref = x, A.astype(np.float64)
-    for k in range(E.UNROLL_MAX_NODES // 16 + 2):  # a chain long enough to pass the budget
+    for k in range(E.UNROLL_MAX_NODES // 3 + 1):  # each step adds 3+ nodes
         y = gc.tanh(y * 0.5 + k)
         ref = np.tanh(ref * 0.5 + k)
     f = gc.compile([x], gc.pad(y, ((0, 0), (1, 1)), constant_values=3.0))
     np.testing.assert_allclose(f(A), np.pad(ref, ((0, 0), (1, 1)), constant_values=3.0), rtol=1e-5, atol=1e-6)
-    assert len(seen) == 1 and not seen[0][1] and seen[0][2], seen
+    assert seen == [((0, 1), False, False), ((1, 15), False, False), ((15, 16), False, False)], seen
+    assert re.search(r"<16 x float>", f.optimized_llvm_ir)  # the 14-wide part, on 16 masked lanes
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
@@ -300,3 +304,28 @@ def test_integer_power_wraps_as_numpy(dtype):
         np.testing.assert_array_equal(got[0], np.power(xs, es))
         np.testing.assert_array_equal(got[1], np.power(xs, 3))
         np.testing.assert_array_equal(got[2], xs ** 2)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_power_negative_exponent_gives_c_answer(dtype):
+    """numpy refuses negative integer exponents; compiled code gives C's answer (1 ** e = 1,
+    (-1) ** e = +-1, else 0), for constant and fed exponents alike."""
+    xs = np.array([1, -1, -1, 2, -3, 0], dtype)
+    es = np.array([-5, -3, -2, -1, -4, -2], dtype)
+    want = np.where(xs == 1, 1, np.where(xs == -1, np.where(es % 2 == 1, -1, 1), 0)).astype(dtype)
+    x, e = gc.placeholder(xs.shape, dtype), gc.placeholder(es.shape, dtype)
+    got = gc.compile([x, e], [gc.power(x, e), gc.power(x, -3)])(xs, es)
+    np.testing.assert_array_equal(got[0], want)
+    np.testing.assert_array_equal(got[1], np.where(xs == 1, 1, np.where(xs == -1, -1, 0)).astype(dtype))
+
+
+@pytest.mark.parametrize("index", [np.s_[::-1], np.s_[::-2], np.s_[5:1:-1], np.s_[:, 2:0], np.s_[1:1, ::-1]])
+def test_empty_slices_as_numpy(index):
+    """A slice that selects nothing (a reversed empty axis: bounds -1, -1, -1) is an empty array
+    as in numpy, not an error (review of session 6)."""
+    for shape in [(0, 3), (4, 3)]:
+        xs = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        x = gc.placeholder(shape, gc.float32)
+        y = x[index]
+        assert y.shape == xs[index].shape
+        np.testing.assert_array_equal(gc.compile([x], y * 2)(xs), xs[index] * 2)

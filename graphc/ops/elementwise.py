@@ -267,7 +267,8 @@ divide = binary("div", lambda xp, a, b: a / b, api_name="divide", dtypes=FLOAT_D
                 vjp=lambda g, a, b, out: (g / b, -(g * out / b)))
 power = binary("pow", lambda xp, a, b: xp.power(a, b), api_name="power", low=0.1, high=3.0,
                low_b=0.0, high_b=3.0, oracle=_np(np.power), scalars=(2, 0.5),
-               doc="a ** b (C pow semantics for floats; integer exponents must be >= 0)", vjp=_pow_vjp)
+               doc="a ** b (floats: C pow; integers: wrap around as numpy, exponents >= 0: for negative "
+                   "ones numpy raises and compiled code gives C's 0, 1 or -1)", vjp=_pow_vjp)
 maximum = binary("maximum", lambda xp, a, b: xp.maximum(a, b), oracle=_np(np.maximum),
                  doc="max(a, b), nan if either is nan", vjp=_extremum_vjp(lambda a, b: greater(a, b)))
 minimum = binary("minimum", lambda xp, a, b: xp.minimum(a, b), oracle=_np(np.minimum),

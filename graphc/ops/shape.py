@@ -270,12 +270,15 @@ def _normalize_slice(types, attrs):
         raise OpTypeError("starts, stops and steps must be sequences of ints") from None
     if not len(starts) == len(stops) == len(steps) == n:
         raise OpTypeError(f"starts/stops/steps need one entry per axis of {x}")
-    for dim, a, b, c in zip(x.shape, starts, stops, steps):
+    starts, stops = list(starts), list(stops)
+    for i, (dim, a, b, c) in enumerate(zip(x.shape, starts, stops, steps)):
         if c == 0:
             raise OpTypeError("slice step cannot be zero")
+        if not len(range(a, b, c)):  # any empty range (x[::-1] of an empty axis: -1, -1, -1) is (0, 0)
+            starts[i] = stops[i] = a = b = 0
         if not (0 <= a <= dim and -1 <= b <= dim) or (c < 0 and len(range(a, b, c)) and a >= dim):
             raise OpTypeError(f"slice bounds ({a}, {b}, {c}) are outside an axis of size {dim}")
-    return {"starts": starts, "stops": stops, "steps": steps}
+    return {"starts": tuple(starts), "stops": tuple(stops), "steps": steps}
 
 
 def _infer_slice(x, *, starts, stops, steps):
