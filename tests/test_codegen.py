@@ -229,11 +229,11 @@ def _nests(monkeypatch):
 
 
 @pytest.mark.parametrize("case, shape, nests, unrolled", [
-    # a short last axis is unrolled, one store per position, not split into loops of 1-3
+    # a short last axis of a cheap expression is unrolled, one store per position, not split into loops of 1-3
     ("stack_last", (64, 3), 1, True),
     ("pad_inner", (64, 3), 1, True),
     ("concat_inner", (64, 3), 1, True),
-    # parts of 8+ elements on average: split (pad borders of 1 next to a long row are fine)
+    # a row longer than UNROLL_MAX_INNER: split (pad borders of 1 next to a long row are fine)
     ("concat_inner", (64, 10), 2, False),
     ("pad_inner", (64, 40), 3, False),
     ("pad_inner", (64, 18), 3, False),  # a row too long to unroll is split, however short its parts
