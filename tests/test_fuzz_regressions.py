@@ -293,6 +293,15 @@ def test_fuzz_checker_skips_float32_overflow_borderline_in_float64_outputs():
     fuzz_graphs.check(555320)
 
 
+def test_fuzz_checker_accepts_order_dependent_overflow_of_sums():
+    """Seed 630848: a sum over pairs (a, -a) of float64 values near the maximum is 0 added
+    pairwise and nan in numpy's order (its 8 strided accumulators overflow to -inf and +inf).
+    Where the cone's largest value times the accumulation length nears the type's maximum,
+    finite / inf / nan results depend on the order and the checker accepts either."""
+    import fuzz_graphs
+    fuzz_graphs.check(630848)
+
+
 def test_fuzz_checker_accepts_nan_gradient_through_an_inf_the_loss_drops():
     """Seed 556384: ``1 / -(|x / (x - x)| + 0.2)`` on the diagonal: the forward value is inf
     there, the loss loses it (1/inf = 0), finite differences see a constant, and the chain
