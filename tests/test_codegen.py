@@ -329,3 +329,19 @@ def test_empty_slices_as_numpy(index):
         y = x[index]
         assert y.shape == xs[index].shape
         np.testing.assert_array_equal(gc.compile([x], y * 2)(xs), xs[index] * 2)
+
+
+def test_split_prefers_the_dim_with_most_parts(monkeypatch):
+    """A concatenate of 16 padded inputs along axis 0: splitting its rows into 16 parts beats
+    splitting the pad's 3 columns (the cap allows one of the two): a select left between 16
+    parts computes all 16 inputs for every element (10x slower)."""
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    seen = _nests(monkeypatch)
+    rng = np.random.default_rng(3)
+    vals = [rng.standard_normal((20, 14)).astype(np.float32) for _ in range(16)]
+    xs = [gc.placeholder(v.shape, gc.float32) for v in vals]
+    out = gc.concatenate([gc.pad(gc.tanh(gc.tanh(x * 0.5) + 1), ((0, 0), (1, 1))) for x in xs], axis=0)
+    f = gc.compile(xs, out)
+    want = np.concatenate([np.pad(np.tanh(np.tanh(v * 0.5) + 1), ((0, 0), (1, 1))) for v in vals], axis=0)
+    np.testing.assert_allclose(f(*vals), want, rtol=1e-5, atol=1e-6)
+    assert len(seen) == 16 and all(inner == (0, 16) for inner, _, _ in seen), seen
