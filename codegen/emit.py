@@ -203,10 +203,7 @@ class ValueEmitter:
                 off = self._clamp(off, e.guard)
             return self.load(e.slot, e.dtype, off)
         if isinstance(e, X.Gather):
-            i = self.value(e.index)
-            i = _index64(b, i, e.index)
-            i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(e.dim)), i)
-            ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(e.dim)))
+            i, ok = _checked_index(b, self.value(e.index), e.index, e.dim)
             flag = self.kc.error_flag()
             bad = b.not_(ok)
             if e.when is not None:  # read only under a condition (pad, concatenate): an error only then
@@ -238,12 +235,15 @@ class ValueEmitter:
         b.store(v, b.gep(self.kc.ptr(slot), [off]))
 
 
-def _index64(b, v, e):
-    """An index value as i64: sign-extended, or zero-extended when its dtype is unsigned (uint8)."""
-    if v.type == I64:
-        return v
-    d = getattr(e, "dtype", None)
-    return b.zext(v, I64) if d is not None and d.is_unsigned else b.sext(v, I64)
+def _checked_index(b, v, e, dim: int):
+    """``(i, ok)`` for index value ``v`` (of expression ``e``) into an axis of ``dim``: ``i`` as
+    i64 (sign-extended, or zero-extended for an unsigned dtype: uint8), a negative one counted
+    from the end as numpy; ``ok`` whether it is in range."""
+    if v.type != I64:
+        d = getattr(e, "dtype", None)
+        v = b.zext(v, I64) if d is not None and d.is_unsigned else b.sext(v, I64)
+    i = b.select(b.icmp_signed("<", v, const64(0)), b.add(v, const64(dim)), v)
+    return i, b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(dim)))
 
 
 def _invariant(e) -> bool:
@@ -311,7 +311,7 @@ def _row_gathers(e, kc: KernelContext, cshape) -> list:
     one element."""
     if len(cshape) != 2 or cshape[0] < 8:
         return []
-    sizes, found, seen = _sizes(kc.plan), [], set()
+    sizes = _sizes(kc.plan)
 
     def inner_free(x) -> bool:  # and no gather inside: a nested gather's bounds check stays in the main loop
         if isinstance(x, X.Load):
@@ -322,19 +322,9 @@ def _row_gathers(e, kc: KernelContext, cshape) -> list:
             return all(inner_free(a) for a in x.args)
         return isinstance(x, X.Const)
 
-    def walk(x):
-        if id(x) in seen:
-            return
-        seen.add(id(x))
-        if isinstance(x, X.Gather):
-            nbytes = sizes.get(x.slot, 0) * x.dtype.itemsize
-            if (x.strides[-1] == 1 and x.guard is None and x.when is None and inner_free(x.index)
-                    and nbytes >= PREFETCH_MIN_TABLE_BYTES):
-                found.append(x)
-        for y in X.children(x):
-            walk(y)
-    walk(e)
-    return found
+    return [x for x in X.nodes(e) if isinstance(x, X.Gather) and x.strides[-1] == 1 and x.guard is None
+            and x.when is None and inner_free(x.index)
+            and sizes.get(x.slot, 0) * x.dtype.itemsize >= PREFETCH_MIN_TABLE_BYTES]
 
 
 def _prefetch_rows(kc: KernelContext, gathers, lo, hi, row_len: int):
@@ -346,10 +336,7 @@ def _prefetch_rows(kc: KernelContext, gathers, lo, hi, row_len: int):
     with for_range(b, lo, hi, name="pf") as i:
         ve = ValueEmitter(kc, [i, const64(0)])
         for g in gathers:
-            r = ve.value(g.index)
-            r = _index64(b, r, g.index)
-            r = b.select(b.icmp_signed("<", r, const64(0)), b.add(r, const64(g.dim)), r)
-            ok = b.and_(b.icmp_signed(">=", r, const64(0)), b.icmp_signed("<", r, const64(g.dim)))
+            r, ok = _checked_index(b, ve.value(g.index), g.index, g.dim)
             r = b.select(ok, r, const64(0))  # a bad index is reported by the main loop
             off = b.add(ve.affine(g.strides, g.offset), b.mul(r, const64(g.stride)))
             row = b.bitcast(b.gep(kc.ptr(g.slot), [off]), ir.PointerType(I8))
@@ -948,10 +935,7 @@ def emit_scatter_add(kc: KernelContext, k: Target) -> int:
         coeffs[dd] = out_rm[dd - kdim + 1]
     with loop_nest(b, [(0, s) for s in u.shape], "u") as uidx:
         ve = ValueEmitter(kc, uidx)
-        i = ve.value(ie)
-        i = _index64(b, i, ie)
-        i = b.select(b.icmp_signed("<", i, const64(0)), b.add(i, const64(dim)), i)
-        ok = b.and_(b.icmp_signed(">=", i, const64(0)), b.icmp_signed("<", i, const64(dim)))
+        i, ok = _checked_index(b, ve.value(ie), ie, dim)
         flag = kc.error_flag()
         b.store(b.or_(b.load(flag), b.not_(ok)), flag)
         with b.if_then(ok):

@@ -356,17 +356,20 @@ def _one_dim(index: Index, dim: int):
     return a, index.const
 
 
-def node_count(e) -> int:
-    """The distinct subexpressions of ``e`` (a measure of the code it emits)."""
-    seen = set()
-
-    def walk(x):
+def nodes(e):
+    """The distinct subexpressions of ``e``, ``e`` first (each once, however often it is shared)."""
+    seen, stack = set(), [e]
+    while stack:
+        x = stack.pop()
         if id(x) not in seen:
             seen.add(id(x))
-            for y in children(x):
-                walk(y)
-    walk(e)
-    return len(seen)
+            yield x
+            stack.extend(reversed(list(children(x))))  # pre-order: the first child next
+
+
+def node_count(e) -> int:
+    """The distinct subexpressions of ``e`` (a measure of the code it emits)."""
+    return sum(1 for _ in nodes(e))
 
 
 def split_points(e, dim: int, size: int) -> list[int]:
@@ -375,22 +378,14 @@ def split_points(e, dim: int, size: int) -> list[int]:
 
     ``lo <= a*i + c < hi`` holds for ``ceil((lo-c)/a) <= i < ceil((hi-c)/a)`` when ``a > 0``,
     and for ``floor((hi-c)/a) + 1 <= i < floor((lo-c)/a) + 1`` when ``a < 0``."""
-    points, seen = set(), set()
-
-    def walk(x):
-        if id(x) in seen:
-            return
-        seen.add(id(x))
-        if isinstance(x, InRange):
-            ac = _one_dim(x.index, dim)
-            if ac is not None:
-                a, c = ac
-                for bound in (x.lo, x.hi):
-                    n = bound - c
-                    points.add(-(-n // a) if a > 0 else n // a + 1)
-        for y in children(x):
-            walk(y)
-    walk(e)
+    points = set()
+    for x in nodes(e):
+        ac = _one_dim(x.index, dim) if isinstance(x, InRange) else None
+        if ac is not None:
+            a, c = ac
+            for bound in (x.lo, x.hi):
+                n = bound - c
+                points.add(-(-n // a) if a > 0 else n // a + 1)
     return sorted(p for p in points if 0 < p < size)
 
 
@@ -437,16 +432,7 @@ def specialize(e, dim: int, lo: int, hi: int, memo=None):
 
 def has_conditions(e) -> bool:
     """Whether ``e`` still chooses between values by position (a select or a range test)."""
-    seen = set()
-
-    def walk(x) -> bool:
-        if id(x) in seen:
-            return False
-        seen.add(id(x))
-        if isinstance(x, (Select, InRange)):
-            return True
-        return any(walk(y) for y in children(x))
-    return walk(e)
+    return any(isinstance(x, (Select, InRange)) for x in nodes(e))
 
 
 def unguarded(e, memo=None):
