@@ -537,7 +537,14 @@ def _build_native():
     mdef = _MethodDef(b"graphc_dispatch", addr, METH_FASTCALL, None)
     call_type = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                  ctypes.c_int64, ctypes.c_int64)
-    return engine, mdef, call_type(engine.get_function_address("graphc_locked_call"))
+    native = engine, mdef, call_type(engine.get_function_address("graphc_locked_call"))
+    # Immortal, like the thread pool's engine: every builtin made by ``make_builtin`` points at
+    # ``mdef`` (its ``m_ml``) and at the engine's code, and may outlive this module's globals.
+    # At interpreter exit the module dicts are cleared before the cycle collector frees the
+    # compiled functions still in cycles, and ``meth_dealloc`` then read the freed PyMethodDef
+    # (a segfault at exit, about one test-suite run in four).
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(native))
+    return native
 
 
 def locked_call(table: np.ndarray, slots: np.ndarray, addrs: np.ndarray, epoch: int) -> int:

@@ -233,7 +233,7 @@ class CompiledFunction:
         dims_at = d.HEADER + d.IN_FIELDS * n_in + d.OUT_FIELDS * n_out
         table = np.zeros(dims_at + sum(len(b.node.type.shape) for b in self._inputs), np.int64)
         bufs = np.zeros(self._n_slots, np.int64)
-        keep: list = [bufs, self.native, self.runtime_table, np.empty, ()]
+        keep: list = [bufs, self.native, self.runtime_table, np.empty, (), VALUE_EPOCH]  # all the table points at
         table[[d.BUFS, d.ENTRY, d.NDARRAY, d.N_IN, d.N_OUT]] = [
             bufs.ctypes.data, self.native.entry_address, id(np.ndarray), n_in, n_out]
         table[d.SINGLE] = int(not self.output_is_tuple and n_out == 1)

@@ -287,3 +287,37 @@ def test_without_a_pool_split_gemms_leave_blas_its_threads():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0"]
+
+
+def test_builtins_outlive_the_dispatch_module_state():
+    """At interpreter exit the module dicts are cleared before the cycle collector frees the
+    compiled functions still in cycles. The builtins' PyMethodDef and the dispatcher's code must
+    outlive ``dispatch``'s globals: freeing them crashed one test-suite run in about four, in
+    ``meth_dealloc``. ``PYTHONMALLOC=debug`` overwrites freed memory, so a use after free is
+    caught here every time."""
+    import os
+    import subprocess
+    import textwrap
+    script = textwrap.dedent("""
+        import ctypes, gc
+        import numpy as np, graphc
+        from graphc.codegen import dispatch
+        x = graphc.placeholder((4,), graphc.float32, "x")
+        f = graphc.compile([x], graphc.sum(x * 2.0))
+        assert f._native_call is not None
+        ml = ctypes.c_void_p.from_address(id(f._native_call) + 16).value  # PyCFunctionObject.m_ml
+        before = ctypes.string_at(ml, 32)
+        dispatch._STATE.clear()  # as finalize_modules clears the module's globals
+        gc.collect()
+        assert ctypes.string_at(ml, 32) == before, "the PyMethodDef was freed"
+        print(float(f(np.ones(4, np.float32))))  # the dispatcher's code is still mapped
+        cycle = [f]
+        cycle.append(cycle)
+        del f, cycle
+        gc.collect()  # meth_dealloc reads the PyMethodDef
+        print("freed")
+    """)
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert out.stdout.split() == ["8.0", "freed"]
