@@ -311,6 +311,34 @@ def test_fuzz_checker_accepts_nan_gradient_through_an_inf_the_loss_drops():
     fuzz_graphs.check_grad(556384)
 
 
+def test_fuzz_checker_excuses_a_nan_only_downstream_of_its_input():
+    """The nan excuse is per input: an inf that depends only on ``y`` does not excuse a nan
+    gradient of ``x``; and a nan that finite differences do not see is a disagreement."""
+    import fuzz_graphs
+    from graphc.ir import Graph
+    x = gc.placeholder((3,), gc.float64, name="x")
+    y = gc.placeholder((3,), gc.float64, name="y")
+    z, w = x * 2.0, 1.0 / (y - y)
+    loss = gc.sum(z) + gc.sum(w * 0.0)
+    g = Graph([x.node, y.node], [loss.node])
+    below_x, below_y = fuzz_graphs._downstream(g, x.node), fuzz_graphs._downstream(g, y.node)
+    assert id(z.node) in below_x and id(w.node) not in below_x and id(loss.node) in below_x
+    assert id(w.node) in below_y and id(z.node) not in below_y
+    feed = [np.ones(3), np.ones(3)]
+    f = lambda v: float(np.sum(2.0 * v[0]))  # noqa: E731
+    nan_grad = np.array([2.0, np.nan, 2.0])
+    assert fuzz_graphs._fd_agrees(f, feed, 0, nan_grad, 6.0, nan_ok=False)[0] == (1,)
+    assert fuzz_graphs._fd_agrees(f, feed, 0, nan_grad, 6.0, nan_ok=True) is None
+
+
+def test_fuzz_checker_accepts_a_nan_jvp_through_an_inf():
+    """Seed 700756: ``logsumexp`` over an empty axis is -inf; its square goes through tanh to a
+    finite loss. The gradient with respect to the empty input is empty (<grad, v> = 0), while
+    forward mode multiplies the 0 tangent by the inf: nan, as in any forward-mode autodiff."""
+    import fuzz_graphs
+    fuzz_graphs.check_grad(700756)
+
+
 # ---------------------------------------------------------------- bug 16: hoisted values by id()
 
 # fixed: fuzz bug #16 (seeds 600938, 601498, 600034g, found the day the loop split learned to
