@@ -245,6 +245,23 @@ def test_jvp_matches_finite_differences():
     np.testing.assert_allclose(jv, (plus - minus) / (2 * eps), rtol=1e-7, atol=1e-10)
 
 
+def test_second_derivatives_of_power_at_zero_base_and_exponent_are_finite():
+    """Fuzz seed 701332: ``a ** b`` at a = 0, b = 0. The gradient's convention there is 0 (b = 0);
+    the branch ``where`` drops (b a^(b-1) = 0 * inf) must stay finite, or the derivative of the
+    ``where`` multiplies it by 0 and ``hvp`` / ``jvp`` give nan."""
+    a = gc.placeholder((3,), gc.float64, name="a")
+    b = gc.placeholder((3,), gc.float64, name="b")
+    loss = gc.sum(gc.cos(gc.power(a, b)))
+    feed = {a: np.array([0.0, -0.0, 2.0]), b: np.zeros(3)}
+    ga, gb = (gc.evaluate(t, feed) for t in gc.grad(loss, [a, b]))
+    np.testing.assert_array_equal(ga, 0.0)
+    np.testing.assert_allclose(gb, [0.0, 0.0, -np.sin(1.0) * np.log(2.0)], rtol=1e-15)
+    ta, tb = np.ones(3), np.full(3, 0.5)
+    jv = gc.evaluate(gc.jvp(loss, [a, b], [gc.constant(ta), gc.constant(tb)]), feed)
+    np.testing.assert_allclose(jv, ga @ ta + gb @ tb, rtol=1e-15)
+    np.testing.assert_array_equal(gc.evaluate(gc.hvp(loss, a, gc.constant(ta)), feed), 0.0)
+
+
 @pytest.mark.parametrize("name", ["exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "gelu", "sin",
                                   "reciprocal", "rsqrt", "log1p", "expm1"])
 def test_second_derivatives_of_unary_ops(name):

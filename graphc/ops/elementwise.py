@@ -241,8 +241,13 @@ def binary(name: str, ref, *, dtypes=NUMERIC_DTYPES, api_name=None, oracle=None,
 
 
 def _pow_vjp(g, a, b, out):
-    """d(a^b)/da = b a^(b-1) (0 where b = 0); d(a^b)/db = a^b ln a (0 where a <= 0)."""
-    da = where(equal(b, 0), 0, g * b * power(a, b - 1))
+    """d(a^b)/da = b a^(b-1) (0 where b = 0); d(a^b)/db = a^b ln a (0 where a <= 0).
+
+    Both branches that ``where`` drops are kept finite (b = 0 becomes 1 under the power, a <= 0
+    becomes 1 under the log): the derivative of a ``where`` still multiplies the dropped branch's
+    derivative by 0, and 0 * inf would make second derivatives (``hvp``, ``jvp``) nan at a = 0."""
+    zero_b = equal(b, 0)
+    da = where(zero_b, 0, g * b * power(a, where(zero_b, 1, b) - 1))
     db = g * out * log(where(greater(a, 0), a, 1))
     return da, db
 
