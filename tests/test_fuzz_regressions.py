@@ -337,6 +337,7 @@ def test_fuzz_checker_accepts_a_nan_jvp_through_an_inf():
     forward mode multiplies the 0 tangent by the inf: nan, as in any forward-mode autodiff."""
     import fuzz_graphs
     fuzz_graphs.check_grad(700756)
+    fuzz_graphs.check_grad(701645)  # the other way round: a nan gradient, a 0 jvp
 
 
 # ---------------------------------------------------------------- bug 16: hoisted values by id()
