@@ -542,7 +542,7 @@ def _build_native():
     # ``mdef`` (its ``m_ml``) and at the engine's code, and may outlive this module's globals.
     # At interpreter exit the module dicts are cleared before the cycle collector frees the
     # compiled functions still in cycles, and ``meth_dealloc`` then read the freed PyMethodDef
-    # (a segfault at exit, about one test-suite run in four).
+    # (a segfault at exit in some test-suite runs, more often under load).
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(native))
     return native
 

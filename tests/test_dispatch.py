@@ -292,7 +292,7 @@ def test_without_a_pool_split_gemms_leave_blas_its_threads():
 def test_builtins_outlive_the_dispatch_module_state():
     """At interpreter exit the module dicts are cleared before the cycle collector frees the
     compiled functions still in cycles. The builtins' PyMethodDef and the dispatcher's code must
-    outlive ``dispatch``'s globals: freeing them crashed one test-suite run in about four, in
+    outlive ``dispatch``'s globals: freeing them crashed some test-suite runs at exit, in
     ``meth_dealloc``. ``PYTHONMALLOC=debug`` overwrites freed memory, so a use after free is
     caught here every time."""
     import os
