@@ -511,7 +511,7 @@ def _extreme_const(d: DType, largest: bool):
     return (1 << (bits - 1)) - 1 if largest else -(1 << (bits - 1))
 
 
-def _combine(sb: ScalarBuilder, op: str, acc, v, d: DType, reassoc: bool):
+def _combine(sb: ScalarBuilder, op: str, acc, v, d: DType, reassoc: bool, intrinsic: bool = False):
     b = sb.b
     if op in ("sum", "mean", "prod"):
         if d.is_float:
@@ -520,6 +520,18 @@ def _combine(sb: ScalarBuilder, op: str, acc, v, d: DType, reassoc: bool):
                 r.flags.append("reassoc")
             return r
         return b.add(acc, v) if op != "prod" else b.mul(acc, v)
+    if d.is_float and intrinsic:
+        # ``intrinsic``: a float max / min carried along the innermost loop (a reduction over a
+        # row). llvm.maximum / llvm.minimum give nan if either is nan, as numpy's max, and the loop
+        # vectorizer knows them as reductions: a max over rows of 256 floats ran 13x faster
+        # (54 -> 4 us for 128 rows) than the compare-and-select chain, which it leaves serial.
+        # Where the max is already vectorized across columns (softmax's short rows, reductions
+        # keeping the last axis) the chain stays: it is cheaper per vector than llvm.maximum's
+        # lowering, and softmax over rows of 16-64 measured 1.5-2.5x slower with it. Between -0
+        # and +0 the intrinsic picks +0 (max) / -0 (min); numpy's pick depends on its order.
+        name = f"llvm.{'maximum' if op == 'max' else 'minimum'}.{'f32' if d.itemsize == 4 else 'f64'}"
+        fn = sb.module.globals.get(name) or ir.Function(sb.module, ir.FunctionType(acc.type, [acc.type] * 2), name)
+        return b.call(fn, [acc, v])
     return lower_scalar(sb, "maximum" if op == "max" else "minimum", [acc, v], d, d, {})
 
 
@@ -595,7 +607,7 @@ def emit_reduce(kc: KernelContext, k: Target) -> int:
                 sb.const(_extreme_const(acc_dtype, op == "min"), acc_dtype)
             acc = accumulate_var(b, llvm_type(acc_dtype), init, "acc")
             inner_pass(lambda ve, r: b.store(_combine(sb, op, b.load(acc), sb.cast(ve.value(e), x.dtype, acc_dtype),
-                                                      acc_dtype, True), acc))
+                                                      acc_dtype, True, intrinsic=True), acc))
             result = b.load(acc)
             if op == "mean":
                 result = b.fdiv(result, sb.const(float(count), acc_dtype))
