@@ -340,6 +340,14 @@ def test_fuzz_checker_accepts_a_nan_jvp_through_an_inf():
     fuzz_graphs.check_grad(701645)  # the other way round: a nan gradient, a 0 jvp
 
 
+def test_fuzz_checker_accepts_nan_gradient_through_an_infinite_local_derivative():
+    """Seed 721189: ``sqrt(x - x)``: every forward value is finite, but sqrt's derivative at 0 is
+    inf and d(x - x)/dx is 0, so the chain rule gives nan where finite differences see a
+    constant (JAX and PyTorch give nan too). The backward pass's own inf excuses it."""
+    import fuzz_graphs
+    fuzz_graphs.check_grad(721189)
+
+
 # ---------------------------------------------------------------- bug 16: hoisted values by id()
 
 # fixed: fuzz bug #16 (seeds 600938, 601498, 600034g, found the day the loop split learned to
