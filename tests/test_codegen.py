@@ -371,3 +371,26 @@ def test_row_max_min_as_vector_reductions_keep_numpy_values(op, dtype):
         assert np.isnan(whole)
     assert np.isnan(rows[1]) and np.isnan(rows[2]) and np.signbit(rows[4]) and rows[4] == 0
     assert rows[3] == (np.inf if op == "max" else -np.inf)
+
+
+@pytest.mark.parametrize("n", [16, 64, 1000])
+def test_softmax_rows_with_a_vector_max_match_numpy(n):
+    """Softmax / log_softmax rows of 16 or more take their max as a vector reduction: a nan row
+    stays nan, a row with +inf gives nan as in numpy (inf - inf), -inf entries give 0 / -inf."""
+    rng = np.random.default_rng(n)
+    v = rng.standard_normal((5, n)).astype(np.float32) * 4
+    v[1, n // 2] = np.nan
+    v[2, n - 1] = np.inf
+    v[3, ::3] = -np.inf
+    x = gc.placeholder(v.shape, gc.float32, "x")
+    sm, lsm = gc.compile([x], [gc.nn.softmax(x, axis=1), gc.nn.log_softmax(x, axis=1)])(v)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = v.max(axis=1, keepdims=True)
+        e = np.exp(v - m)
+        want_sm = e / e.sum(axis=1, keepdims=True)
+        c = np.where(np.isfinite(m), m, 0)
+        want_lsm = v - c - np.log(np.exp(v - c).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(sm, want_sm, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(lsm, want_lsm, rtol=2e-6, atol=2e-6)
+    assert np.isnan(sm[1]).all() and np.isnan(lsm[1]).all()
+    assert (sm[3, ::3] == 0).all() and np.isneginf(lsm[3, ::3]).all()
