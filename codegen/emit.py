@@ -689,9 +689,10 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
     with loop_nest(b, bounds, "row") as ridx:
         m = accumulate_var(b, t, sb.const(float("-inf"), d), "m")
         s = accumulate_var(b, t, sb.const(0.0, d), "s")
-        with for_range(b, 0, n, "j", SOFTMAX_MAX_LOOP) as j:  # a vector reduction, see _combine
+        vector_max = n >= SOFTMAX_VECTOR_MAX_ROW  # a vector reduction, see _combine
+        with for_range(b, 0, n, "j", SOFTMAX_MAX_LOOP if vector_max else None) as j:
             ve = ValueEmitter(kc, list(ridx) + [j])
-            b.store(_combine(sb, "max", b.load(m), ve.value(e), d, False, intrinsic=True), m)
+            b.store(_combine(sb, "max", b.load(m), ve.value(e), d, False, intrinsic=vector_max), m)
         mv = b.load(m)
         if node.op == "log_softmax":  # as the reference: x - (c + log Σ exp(x - c))
             finite = b.fcmp_ordered("<", sb.intrinsic("llvm.fabs", mv), ir.Constant(t, float("inf")))
@@ -730,6 +731,9 @@ SOFTMAX_COLUMN_LOOP = {"llvm.loop.unroll.disable": None}  # else unrolled n time
 # of 64 llvm.maximum calls, slower than the compare-and-select chain); vectorized, softmax over
 # rows of 16-1000 runs 1.9-3.3x faster than with the chain (128x64: 17.7 -> 7.8 us)
 SOFTMAX_MAX_LOOP = {"llvm.loop.unroll.disable": None}
+# ... for rows of a vector or more: shorter ones unroll into a few selects, and as a loop of the
+# intrinsic they ran 3-14x slower (4096x4 softmax 10 -> 63 us, 20000x2 log_softmax 31 -> 436)
+SOFTMAX_VECTOR_MAX_ROW = 16
 
 
 def _emit_softmax_by_columns(kc: KernelContext, k: Target, row_axis: int, axis: int) -> int:
