@@ -608,7 +608,7 @@ def emit_reduce(kc: KernelContext, k: Target) -> int:
                 sb.const(_extreme_const(acc_dtype, op == "min"), acc_dtype)
             acc = accumulate_var(b, llvm_type(acc_dtype), init, "acc")
             inner_pass(lambda ve, r: b.store(_combine(sb, op, b.load(acc), sb.cast(ve.value(e), x.dtype, acc_dtype),
-                                                      acc_dtype, True, intrinsic=True), acc))
+                                                      acc_dtype, True, intrinsic=count >= SOFTMAX_VECTOR_MAX_ROW), acc))
             result = b.load(acc)
             if op == "mean":
                 result = b.fdiv(result, sb.const(float(count), acc_dtype))
@@ -731,8 +731,9 @@ SOFTMAX_COLUMN_LOOP = {"llvm.loop.unroll.disable": None}  # else unrolled n time
 # of 64 llvm.maximum calls, slower than the compare-and-select chain); vectorized, softmax over
 # rows of 16-1000 runs 1.9-3.3x faster than with the chain (128x64: 17.7 -> 7.8 us)
 SOFTMAX_MAX_LOOP = {"llvm.loop.unroll.disable": None}
-# ... for rows of a vector or more: shorter ones unroll into a few selects, and as a loop of the
-# intrinsic they ran 3-14x slower (4096x4 softmax 10 -> 63 us, 20000x2 log_softmax 31 -> 436)
+# ... for rows of a vector or more (here and in max / min reductions): shorter ones unroll into a
+# few selects, and as a loop of the intrinsic they ran slower (4096x4 softmax 10 -> 63 us, 20000x2
+# log_softmax 31 -> 436; a max over 4096 rows of 4 or 8, 1.5 -> 1.8 and 4.7 -> 5.3 us)
 SOFTMAX_VECTOR_MAX_ROW = 16
 
 
