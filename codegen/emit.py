@@ -530,9 +530,7 @@ def _combine(sb: ScalarBuilder, op: str, acc, v, d: DType, reassoc: bool, intrin
         # lowering. A loop of the intrinsic must reach the vectorizer whole: fully unrolled first,
         # it is a serial chain of calls, slower than the selects (see SOFTMAX_MAX_LOOP). Between
         # -0 and +0 the intrinsic picks +0 (max) / -0 (min); numpy's pick depends on its order.
-        name = f"llvm.{'maximum' if op == 'max' else 'minimum'}.{'f32' if d.itemsize == 4 else 'f64'}"
-        fn = sb.module.globals.get(name) or ir.Function(sb.module, ir.FunctionType(acc.type, [acc.type] * 2), name)
-        return b.call(fn, [acc, v])
+        return sb.intrinsic("llvm.maximum" if op == "max" else "llvm.minimum", acc, v)
     return lower_scalar(sb, "maximum" if op == "max" else "minimum", [acc, v], d, d, {})
 
 
@@ -608,7 +606,7 @@ def emit_reduce(kc: KernelContext, k: Target) -> int:
                 sb.const(_extreme_const(acc_dtype, op == "min"), acc_dtype)
             acc = accumulate_var(b, llvm_type(acc_dtype), init, "acc")
             inner_pass(lambda ve, r: b.store(_combine(sb, op, b.load(acc), sb.cast(ve.value(e), x.dtype, acc_dtype),
-                                                      acc_dtype, True, intrinsic=count >= SOFTMAX_VECTOR_MAX_ROW), acc))
+                                                      acc_dtype, True, intrinsic=count >= VECTOR_MAX_MIN_ROW), acc))
             result = b.load(acc)
             if op == "mean":
                 result = b.fdiv(result, sb.const(float(count), acc_dtype))
@@ -689,7 +687,7 @@ def emit_softmax(kc: KernelContext, k: Target) -> int:
     with loop_nest(b, bounds, "row") as ridx:
         m = accumulate_var(b, t, sb.const(float("-inf"), d), "m")
         s = accumulate_var(b, t, sb.const(0.0, d), "s")
-        vector_max = n >= SOFTMAX_VECTOR_MAX_ROW  # a vector reduction, see _combine
+        vector_max = n >= VECTOR_MAX_MIN_ROW  # a vector reduction, see _combine
         with for_range(b, 0, n, "j", SOFTMAX_MAX_LOOP if vector_max else None) as j:
             ve = ValueEmitter(kc, list(ridx) + [j])
             b.store(_combine(sb, "max", b.load(m), ve.value(e), d, False, intrinsic=vector_max), m)
@@ -734,7 +732,7 @@ SOFTMAX_MAX_LOOP = {"llvm.loop.unroll.disable": None}
 # ... for rows of a vector or more (here and in max / min reductions): shorter ones unroll into a
 # few selects, and as a loop of the intrinsic they ran slower (4096x4 softmax 10 -> 63 us, 20000x2
 # log_softmax 31 -> 436; a max over 4096 rows of 4 or 8, 1.5 -> 1.8 and 4.7 -> 5.3 us)
-SOFTMAX_VECTOR_MAX_ROW = 16
+VECTOR_MAX_MIN_ROW = 16
 
 
 def _emit_softmax_by_columns(kc: KernelContext, k: Target, row_axis: int, axis: int) -> int:

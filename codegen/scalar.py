@@ -59,14 +59,14 @@ class ScalarBuilder:
         return self.b.call(fn, list(args))
 
     def intrinsic(self, name: str, *args, types=None):
-        """Call an LLVM intrinsic overloaded on ``types`` (default: the first argument's type)."""
+        """Call an LLVM intrinsic overloaded on ``types`` (default: the first argument's type),
+        returning ``types[0]``. Declared by its mangled name with the signature of ``args``:
+        llvmlite's ``declare_intrinsic`` guesses signatures from the name, and for names it
+        does not list (``llvm.maximum``) guesses one argument."""
         types = types or [args[0].type]
-        try:
-            fn = self.module.declare_intrinsic(name, types)
-        except NotImplementedError:  # an intrinsic llvmlite does not know: declare it by its mangled name
-            full = ".".join([name] + [_suffix(t) for t in types])
-            fn = self.module.globals.get(full) or ir.Function(
-                self.module, ir.FunctionType(types[0], [a.type for a in args]), name=full)
+        full = ".".join([name] + [_suffix(t) for t in types])
+        fn = self.module.globals.get(full) or ir.Function(
+            self.module, ir.FunctionType(types[0], [a.type for a in args]), name=full)
         return self.b.call(fn, list(args))
 
     def const(self, value, d: DType):

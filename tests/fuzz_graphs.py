@@ -1626,21 +1626,25 @@ def check_grad(seed: int, opts: Options | None = None) -> None:
     def f(values):
         return float(run_graph(g_loss, values)[0])
 
+    # every node's value, forward and backward (interpreter), once
+    with np.errstate(all="ignore"):
+        every = _all_values(g_all, feed)
+    forward_ids = {id(n) for n in g_loss.nodes}
+
+    def floats(keep):
+        return [(k, v) for k, v in every.items() if keep(k) and isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+    nonfinite = {k for k, v in floats(lambda k: k in forward_ids) if not np.isfinite(v).all()}
+    # a nan gradient is excused by an inf or nan downstream of its own input in the forward pass
+    # (the chain rule multiplies 0 by it) ...
+    downstream_nonfinite = [bool(nonfinite & _downstream(g_loss, t.node)) for t in wrt]
+    # ... or by an infinite local derivative: the backward pass itself met an inf (seed 721189:
+    # sqrt(x - x) has the derivative 1 / (2 sqrt(0)) = inf, times d(x - x)/dx = 0)
+    backward_inf = any(np.isinf(v).any() for _, v in floats(lambda k: k not in forward_ids))
+
     # 1. gc.grad (interpreted) vs central differences
     if np.isfinite(f0):
-        with np.errstate(all="ignore"):
-            inner = _all_values(g_loss, feed)
-        nonfinite = {k for k, v in inner.items()
-                     if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all()}
-        # ... or by an infinite local derivative: the backward pass itself met an inf (seed
-        # 721189: sqrt(x - x) has the derivative 1 / (2 sqrt(0)) = inf, times d(x - x)/dx = 0)
-        with np.errstate(all="ignore"):
-            backward = _all_values(g_all, feed)
-        backward_inf = any(isinstance(v, np.ndarray) and v.dtype.kind == "f" and np.isinf(v).any()
-                           for k, v in backward.items() if k not in inner)
         for j, t in enumerate(wrt):
-            # a nan gradient is excused only by an inf or nan downstream of this very input
-            nan_ok = backward_inf or bool(nonfinite & _downstream(g_loss, t.node))
+            nan_ok = backward_inf or downstream_nonfinite[j]
             a = np.asarray(analytic[j], dtype=np.float64)
             if a.shape != tuple(t.shape):
                 raise Mismatch(f"{lab}: gradient of input {j} has shape {a.shape}, expected {t.shape}")
@@ -1656,12 +1660,10 @@ def check_grad(seed: int, opts: Options | None = None) -> None:
     except Exception as e:
         raise Mismatch(f"{lab}: compile failed: {type(e).__name__}: {e}") from e
     outs = [loss] + list(grads)
-    graph = Graph(in_nodes, [o.node for o in outs])
-    ref = _all_values(graph, feed)
-    cone = _cone_stats(graph, ref)
+    cone = _cone_stats(g_all, every)
     got = fn(*[np.array(v, copy=True) for v in feed])
     for k, (o, gv) in enumerate(zip(outs, got)):
-        want = ref[id(o.node)]
+        want = every[id(o.node)]
         m, length, _ = cone[id(o.node)]
         compare_output(k, o.node, gv, want, False, [], (m * 1e3, length, False),
                        label=f"{lab}, compiled: ")
@@ -1723,8 +1725,7 @@ def check_grad(seed: int, opts: Options | None = None) -> None:
     # forward mode multiplies a 0 tangent by an inf too (``logsumexp`` of an empty axis is -inf),
     # and a nan gradient excused above gives a nan <grad, tangent> (seed 701645: a nan power that
     # a where drops; the transposed jvp got 0 there)
-    jv_nan_ok = ((np.isnan(jv_val) or np.isnan(want_jv))
-                 and any(nonfinite & _downstream(g_loss, t.node) for t in wrt))
+    jv_nan_ok = (np.isnan(jv_val) or np.isnan(want_jv)) and any(downstream_nonfinite)
     if not jv_nan_ok and not _close64(jv_val, want_jv, scale * 10):
         raise Mismatch(f"{lab}: gc.jvp {jv_val!r} but <grad, tangent> = {want_jv!r}")
 
