@@ -13,8 +13,10 @@ the ratio to the hand-written numpy step. Rows:
 * graphc, Python call path: the same compiled code called through the
   Python checks and ctypes (``GRAPHC_PYTHON_CALLS=1``), to show what the
   native call path saves;
-* JAX (``jax.jit``, parameters passed in and returned) and PyTorch eager
-  (``loss.backward()`` + ``optimizer.step()``) where installed.
+* JAX (``jax.jit``, parameters passed in and returned), PyTorch eager
+  (``loss.backward()`` + ``optimizer.step()``) and PyTensor (Numba backend,
+  parameters in shared variables; with its input checks, and with
+  ``trust_input`` as the issue's anchor ran it) where installed.
 """
 
 from __future__ import annotations
@@ -119,6 +121,22 @@ def torch_impl(x, y):
     return run
 
 
+def pytensor_impl(x, y, trust_input=False):
+    import pytensor
+    import pytensor.tensor as pt
+    xp, yp = pt.matrix("x", dtype="float32"), pt.vector("y", dtype="float32")
+    w = pytensor.shared(np.zeros(FEATURES, np.float32), name="w")
+    b = pytensor.shared(np.zeros((), np.float32), name="b")
+    z = xp @ w + b
+    loss = pt.mean(pt.softplus(z) - yp * z)
+    gw, gb = pytensor.grad(loss, [w, b])
+    fn = pytensor.function([xp, yp], loss, mode="NUMBA",
+                           updates=[(w, w - np.float32(LR) * gw), (b, b - np.float32(LR) * gb)])
+    fn.trust_input = trust_input
+    fn(x, y)  # Numba compiles on the first call
+    return lambda: fn(x, y)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=20000)
@@ -129,7 +147,8 @@ def main(argv=None) -> int:
     impls = [("numpy (hand-written)", numpy_impl), ("graphc", graphc_impl),
              ("graphc, Python call path", lambda a, b: graphc_impl(a, b, python_calls=True))]
     if not args.skip_peers:
-        impls += [("JAX jit", jax_impl), ("torch eager", torch_impl)]
+        impls += [("JAX jit", jax_impl), ("torch eager", torch_impl), ("PyTensor Numba", pytensor_impl),
+                  ("PyTensor Numba, no checks", lambda a, b: pytensor_impl(a, b, trust_input=True))]
     rows = []
     for name, make in impls:
         try:
