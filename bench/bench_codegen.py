@@ -6,7 +6,8 @@ W1: y = sigmoid(x*a + b) * tanh(x) + 0.5*x*x over 16M float32.
 W2: C = A @ B for 1024^3 and 2048^3 float32.
 Joins: pad / concatenate / stack fused with an elementwise op (us).
 Prints medians (ms), ratios against numpy, and against JAX / PyTorch
-(torch.compile) when they are installed, all measured in this one run.
+(torch.compile) / PyTensor (Numba backend) when they are installed, all
+measured in this one run.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ def w1(n: int, repeat: int, peers: bool) -> list[tuple]:
             rows.append(("torch.compile", median_ms(lambda: tf(xt), repeat, warmup=3)))
         except Exception:  # noqa: BLE001 - torch missing or its compiler unavailable
             pass
+        try:
+            import pytensor
+            import pytensor.tensor as pt
+            v = pt.vector("v", dtype="float32")
+            pf = pytensor.function([v], pt.sigmoid(v * np.float32(A) + np.float32(B)) * pt.tanh(v)
+                                   + np.float32(0.5) * v * v, mode="NUMBA")
+            rows.append(("pytensor (numba)", median_ms(lambda: pf(xv), repeat)))
+        except ImportError:
+            pass
     return [("W1 16M sigmoid*tanh chain", name, ms, compile_ms if name == "graphc" else None) for name, ms in rows]
 
 
@@ -85,6 +95,14 @@ def w2(size: int, repeat: int, peers: bool) -> list[tuple]:
             import torch
             at, bt = torch.from_numpy(av), torch.from_numpy(bv)
             rows.append(("torch", median_ms(lambda: at @ bt, repeat)))
+        except ImportError:
+            pass
+        try:
+            import pytensor
+            import pytensor.tensor as pt
+            am, bm = pt.matrix("a", dtype="float32"), pt.matrix("b", dtype="float32")
+            pf = pytensor.function([am, bm], am @ bm, mode="NUMBA")
+            rows.append(("pytensor (numba)", median_ms(lambda: pf(av, bv), repeat)))
         except ImportError:
             pass
     return [(f"W2 SGEMM {size}^3", name, ms, flops / (ms * 1e-3) / 1e9) for name, ms in rows]

@@ -3,9 +3,9 @@
     python bench/bench_step.py [--repeat 200] [--skip-peers]
 
 W3: median time of one step (forward + backward + update, one native call for
-graphc), against a hand-written numpy step and, when installed, JAX (jit) and
-PyTorch (eager and torch.compile); peak RSS of a process that only runs the
-graphc step.
+graphc), against a hand-written numpy step and, when installed, JAX (jit),
+PyTorch (eager and torch.compile) and PyTensor (Numba backend); peak RSS of
+a process that only runs the graphc step.
 W6: time from an empty process to the first finished step, cold (empty
 compile cache) and warm (second process), split into import, graph build,
 autodiff, compile and the first call, and the compile itself into loading
@@ -105,6 +105,23 @@ def jax_step():
     return step
 
 
+def pytensor_step():
+    """PyTensor with its Numba backend: parameters in shared variables, updated by the function."""
+    import pytensor
+    import pytensor.tensor as pt
+    params = [pytensor.shared(p) for p in init_params()]
+    x, y = pt.matrix("x", dtype="float32"), pt.lvector("y")
+    h = x
+    for k in range(0, len(params) - 2, 2):
+        h = pt.maximum(h @ params[k] + params[k + 1], 0)
+    z = h @ params[-2] + params[-1]
+    loss = pt.mean(pt.logsumexp(z, axis=1) - z[pt.arange(BATCH), y])
+    grads = pytensor.grad(loss, params)
+    step = pytensor.function([x, y], loss, mode="NUMBA",
+                             updates=[(p, p - np.float32(LR) * g) for p, g in zip(params, grads)])
+    return step
+
+
 def torch_model():
     import torch
     torch.set_num_threads(os.cpu_count() or 1)
@@ -156,6 +173,11 @@ def w3(repeat: int, peers: bool):
                 rows.append(("torch.compile", median_ms(lambda: tc(xt, yt), repeat, warmup=5)))
             except Exception as e:  # noqa: BLE001 - report, do not fail the benchmark
                 print(f"torch.compile unavailable: {e}")
+        except ImportError:
+            pass
+        try:
+            ps = pytensor_step()
+            rows.append(("pytensor (numba)", median_ms(lambda: ps(x, y), repeat)))
         except ImportError:
             pass
     return rows
