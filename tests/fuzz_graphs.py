@@ -43,8 +43,11 @@ are compared elementwise with
 
 where the shadows estimate the reference's own rounding sensitivity: the
 graph interpreted with every float result perturbed by a relative eps of
-noise (twice), with every float promoted to float64, and with every float
-demoted to float32 (scaled by eps64/eps32 for float64 results); ``M`` is the
+noise, plus an absolute eps * magnitude * sqrt(length) for accumulations
+(twice: the same noise added and subtracted, so a value that is 0 up to
+rounding lands on both sides of 0), with every float promoted to float64,
+and with every float demoted to float32 (scaled by eps64/eps32 for float64
+results); ``M`` is the
 largest finite magnitude in the output's cone of intermediate values and
 ``R`` the longest reduction/contraction in it (float32 anywhere in the cone
 sets eps and rtol = 1e-5; all-float64 cones use rtol = 1e-12). Elements
@@ -1363,10 +1366,42 @@ def compare_output(k, node: Node, got, want, exact: bool, shadows: list, cone, l
                        f"compiled {got[worst]!r}, interpreted {want[worst]!r}, tol {float(tol[worst]):.3g}")
 
 
-def _noisy_values(graph: Graph, feed_values, seed: int, rel: float = 1.0):
-    """The graph interpreted with every float result perturbed by a relative ``rel * eps`` Gaussian
-    noise: a Monte-Carlo estimate of how much rounding differences (e.g. another summation order)
-    move each output. Returns the outputs."""
+def _accumulation_noise(n: Node, out, args) -> float:
+    """The absolute rounding error of an accumulating op's result, estimated as
+    eps * (largest finite input magnitude, times the other operand's for matmul) * sqrt(length):
+    a sum that cancels to ~0 is off by this much, not by eps times its own tiny value."""
+    def big(v):
+        v = np.asarray(v)
+        if v.dtype.kind not in "fiu" or not v.size:
+            return 0.0
+        fin = np.abs(v[np.isfinite(v)]) if v.dtype.kind == "f" else np.abs(v.astype(np.float64))
+        return float(fin.max()) if fin.size else 0.0
+    x = args[0] if args else None
+    if x is None or not hasattr(x, "shape"):
+        return 0.0
+    if n.op == "matmul":
+        length, m = x.shape[-1] if x.ndim else 1, big(x) * big(args[1])
+    elif n.op in ("softmax", "log_softmax"):
+        length, m = x.shape[n.attrs["axis"]], builtins.max(big(x), 1.0)
+    elif n.op == "scatter_add":
+        length, m = builtins.max(1, np.asarray(args[1]).size), big(args[1])
+    else:
+        length, m = builtins.max(1, x.size // builtins.max(1, out.size)), big(x)
+        if n.op == "logsumexp":
+            m = builtins.max(m, 1.0)
+        elif n.op == "mean":
+            m /= length
+    return float(np.finfo(out.dtype).eps) * m * math.sqrt(length)
+
+
+def _noisy_values(graph: Graph, feed_values, seed: int, rel: float = 1.0, sign: float = 1.0):
+    """The graph interpreted with every float result perturbed by ``sign`` times a Gaussian noise
+    of ``rel * eps`` relative size, plus, for accumulating ops, of their absolute rounding error
+    (``_accumulation_noise``): a Monte-Carlo estimate of how much rounding differences (e.g.
+    another summation order) move each output. Two calls with the same ``seed`` and opposite
+    ``sign`` move every value both ways, so a result that is 0 up to rounding (``x - x``
+    computed inexactly, ``logsumexp(log_softmax(x))``) falls on both sides of a domain boundary
+    such as rsqrt's 0 in one of the two. Returns the outputs."""
     from graphc.interpreter import run_graph
     rng = np.random.default_rng([seed, 99])
 
@@ -1374,16 +1409,21 @@ def _noisy_values(graph: Graph, feed_values, seed: int, rel: float = 1.0):
         if out.dtype.kind == "f" and out.size and n.op not in ("broadcast_to", "transpose", "slice",
                                                               "reshape", "expand_dims", "squeeze"):
             eps = float(np.finfo(out.dtype).eps)
-            out = (out * (1 + rel * eps * rng.standard_normal(out.shape))).astype(out.dtype)
+            z = sign * rng.standard_normal(out.shape)
+            with np.errstate(all="ignore"):
+                noisy = out * (1 + rel * eps * z)
+                if n.op in _ACCUMULATING and n.op != "prod":
+                    noisy = noisy + _accumulation_noise(n, out, args) * sign * rng.standard_normal(out.shape)
+            out = noisy.astype(out.dtype)
         return out
     return run_graph(graph, [np.asarray(v) for v in feed_values], visit=perturb)
 
 
 def _shadow_values(graph: Graph, feed_values):
     shadows = []
-    for k in range(2):
+    for sign in (1.0, -1.0):  # the same noise both ways (antithetic)
         try:
-            shadows.append((_noisy_values(graph, feed_values, k), None))
+            shadows.append((_noisy_values(graph, feed_values, 0, sign=sign), None))
         except Exception:  # noqa: BLE001
             pass
     for dt, scale in ((F64, 1.0), (F32, float(np.finfo(np.float64).eps / np.finfo(np.float32).eps))):

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.interpreter import run_graph
+from graphc.ir import Graph
 
 
 def _xfail(k, what):
@@ -315,7 +317,6 @@ def test_fuzz_checker_excuses_a_nan_only_downstream_of_its_input():
     """The nan excuse is per input: an inf that depends only on ``y`` does not excuse a nan
     gradient of ``x``; and a nan that finite differences do not see is a disagreement."""
     import fuzz_graphs
-    from graphc.ir import Graph
     x = gc.placeholder((3,), gc.float64, name="x")
     y = gc.placeholder((3,), gc.float64, name="y")
     z, w = x * 2.0, 1.0 / (y - y)
@@ -346,6 +347,32 @@ def test_fuzz_checker_accepts_nan_gradient_through_an_infinite_local_derivative(
     constant (JAX and PyTorch give nan too). The backward pass's own inf excuses it."""
     import fuzz_graphs
     fuzz_graphs.check_grad(721189)
+
+
+def test_fuzz_checker_accepts_either_side_of_a_domain_boundary_within_rounding():
+    """Seed 720765: ``rsqrt(logsumexp(log_softmax(x)))``: the logsumexp is 0 up to rounding
+    (-1e-17 in numpy's order: rsqrt gives nan; 0 in the compiled order: inf). The noise
+    shadows add an accumulation's absolute rounding error both ways, so one of them lands on
+    the other side of 0 and the element is borderline; rsqrt of a clearly negative value
+    must still be nan."""
+    import fuzz_graphs
+    fuzz_graphs.check(720765)
+    x = gc.placeholder((3,), gc.float64, name="x")
+    near_zero = gc.logsumexp(gc.log_softmax(x, axis=0), axis=0)
+    g = Graph([x.node], [gc.rsqrt(near_zero).node, gc.rsqrt(near_zero - 1.0).node])
+    feed = [np.array([-1.0, -4.0, 4.0])]
+    plus, minus = (fuzz_graphs._noisy_values(g, feed, 0, sign=s) for s in (1.0, -1.0))
+    assert np.isnan(plus[0]) != np.isnan(minus[0])  # one each side of 0
+    assert np.isnan(plus[1]) and np.isnan(minus[1])  # rsqrt(-1 +- rounding): nan both times
+    ref = run_graph(g, feed)
+    shadows = fuzz_graphs._shadow_values(g, feed)
+    cone = (8.0, 3, False)
+    got0 = np.float64(np.inf) if np.isnan(ref[0]) else np.float64(np.nan)
+    fuzz_graphs.compare_output(0, g.outputs[0], np.asarray(got0), ref[0], False,
+                               fuzz_graphs._shadows_of(shadows, 0, gc.float64), cone)
+    with pytest.raises(fuzz_graphs.Mismatch):
+        fuzz_graphs.compare_output(1, g.outputs[1], np.asarray(np.float64(np.inf)), ref[1], False,
+                                   fuzz_graphs._shadows_of(shadows, 1, gc.float64), cone)
 
 
 # ---------------------------------------------------------------- bug 16: hoisted values by id()
