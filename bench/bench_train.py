@@ -1,6 +1,7 @@
 """Training benchmarks on Fashion-MNIST: W5a softmax regression, W5b MLP 784-256-10.
 
-    python bench/bench_train.py [--repeats 5] [--epochs 5] [--impls graphc,numpy,torch,jax] [--no-wait]
+    python bench/bench_train.py [--repeats 5] [--epochs 5] [--no-wait]
+        [--impls graphc,numpy,torch,jax,pytensor,gemm-floor]
 
 Both: 60,000 training images, 5 epochs of 468 batches of 128 (run k
 shuffles with seed k; the same batch orders for every implementation), SGD lr 0.1, float32,
@@ -26,6 +27,10 @@ versions are in this file; PyTorch (eager, CPU), JAX (jax.jit) and PyTensor
 (its Numba backend) run the same recipe where installed. Test accuracy is
 computed the same way (numpy, from each run's final weights) for every
 implementation.
+
+The ``gemm-floor`` row is no training run: it makes only the step's matrix
+products (numpy into the same OpenBLAS), as many as the training loop makes.
+W5b is bound by them; "vs floor" is each row's time over that row's.
 
 The machine is shared: by default the script first waits (up to
 ``--wait`` seconds) until no other process is running, and prints the load.
