@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
@@ -179,7 +180,10 @@ def test_fortran_order_constants_and_parameters(dtype):
 
 
 @pytest.mark.parametrize("case", ["concat_inner", "concat_outer_chunked", "pad", "stack", "reversed_concat",
-                                  "pad_of_concat"])
+                                  pytest.param("pad_of_concat", marks=pytest.mark.xfail(
+                                      llvm.llvm_version_info[0] < 22, strict=True,
+                                      reason="LLVM < 22 unrolls the parts' 64-element copies whole, scalar "
+                                             "(1.8-2.2x slower here)"))])
 def test_pads_and_joins_split_into_select_free_vector_loops(case):
     """pad / concatenate / stack choose per element between parts by range tests; the kernel
     splits its loop at the points where the tests change, so each part is a plain loop that
