@@ -47,12 +47,12 @@ noise, plus an absolute eps * magnitude * sqrt(length) for accumulations
 (twice: the same noise added and subtracted, so a value that is 0 up to
 rounding lands on both sides of 0), with every float promoted to float64,
 and with every float demoted to float32 (scaled by eps64/eps32 for float64
-results); ``M`` is the
-largest finite magnitude in the output's cone of intermediate values and
-``R`` the longest reduction/contraction in it (float32 anywhere in the cone
-sets eps and rtol = 1e-5; all-float64 cones use rtol = 1e-12). Elements
-where the reference and a shadow disagree on being finite / nan / ±inf
-(overflow at the edge) are skipped; elsewhere nan, +inf and -inf must match.
+results); ``M`` is the largest finite magnitude in the output's cone of
+intermediate values and ``R`` the longest reduction/contraction in it
+(float32 anywhere in the cone sets eps and rtol = 1e-5; all-float64 cones
+use rtol = 1e-12). Elements where the reference and a shadow disagree on
+being finite / nan / ±inf (overflow at the edge) are skipped; elsewhere
+nan, +inf and -inf must match.
 
 Reproduce a failure with ``python tests/fuzz_graphs.py SEED [grad]`` (prints
 the IR, the inputs and the result). Knobs: ``Options.exclude`` (a set of
