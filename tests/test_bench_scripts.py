@@ -8,7 +8,9 @@ and ratios they promise.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -30,21 +32,7 @@ def _small_set(n=1280, seed=0):
     return x, rng.integers(0, 10, n).astype(np.int64)
 
 
-def _peers():
-    impls = ["graphc", "graphc-u8", "numpy-u8"]
-    for name, module in (("torch", "torch"), ("jax", "jax"), ("pytensor", "numba")):
-        try:
-            __import__(module)
-            __import__(name)
-        except ImportError:
-            continue
-        impls += [name, f"{name}-u8"]
-    return impls
-
-
-@pytest.mark.parametrize("workload", ["W5a", "W5b"])
-@pytest.mark.parametrize("impl", _peers())
-def test_every_implementation_follows_the_numpy_recipe(workload, impl):
+def _follows_numpy(impl: str, workload: str) -> None:
     x, y = _small_set()
     orders = bench_train.batch_orders(len(x), 2, seed=3)  # 2 epochs of 10 steps
     want, _ = bench_train.numpy_impl(workload, x, y)
@@ -54,6 +42,27 @@ def test_every_implementation_follows_the_numpy_recipe(workload, impl):
     for g, r in zip(got, ref):
         np.testing.assert_allclose(np.asarray(g), r, rtol=2e-4, atol=2e-5)
     assert not np.allclose(ref[0], bench_train.init_params(workload)[0])  # it did train
+
+
+@pytest.mark.parametrize("workload", ["W5a", "W5b"])
+@pytest.mark.parametrize("impl", ["graphc", "graphc-u8", "numpy-u8"])
+def test_every_implementation_follows_the_numpy_recipe(workload, impl):
+    _follows_numpy(impl, workload)
+
+
+@pytest.mark.parametrize("peer, module", [("torch", "torch"), ("jax", "jax"), ("pytensor", "numba")])
+def test_peers_follow_the_numpy_recipe(peer, module):
+    """torch, JAX and PyTensor (where installed), in a subprocess: their thread pools must not
+    outlive the test in this process (other tests fork)."""
+    if importlib.util.find_spec(peer) is None or importlib.util.find_spec(module) is None:
+        pytest.skip(f"{peer} is not installed")
+    code = (f"import sys; sys.path[:0] = [{BENCH!r}, {os.path.dirname(os.path.abspath(__file__))!r}]\n"
+            "import test_bench_scripts as t\n"
+            f"for impl in ({peer!r}, {peer + '-u8'!r}):\n"
+            "    for wl in ('W5a', 'W5b'):\n"
+            "        t._follows_numpy(impl, wl)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 def test_gemm_floor_makes_the_steps_products_only(monkeypatch):
