@@ -217,6 +217,13 @@ class ValueEmitter:
         if isinstance(e, X.Const):
             return sb.const(e.value, e.dtype)
         if isinstance(e, X.Apply):
+            r = _small_int_division(e)
+            if r is not None:  # x / c as a multiply and two fmas, exactly (codegen.constdiv)
+                x, c = self.value(e.args[0]), self.value(e.args[1])
+                rc = sb.const(r, e.dtype)
+                q1 = b.fmul(x, rc)
+                err = sb.intrinsic("llvm.fma", b.fneg(q1), c, x)
+                return sb.intrinsic("llvm.fma", err, rc, q1)
             args = [self.value(a) for a in e.args]
             return lower_scalar(sb, e.op, args, e.in_dtype, e.dtype, dict(e.attrs))
         if isinstance(e, X.Select):
@@ -233,6 +240,19 @@ class ValueEmitter:
         if dtype.is_bool:
             v = b.zext(v, I8)
         b.store(v, b.gep(self.kc.ptr(slot), [off]))
+
+
+def _small_int_division(e):
+    """For ``e = cast(x of uint8 or bool) / c`` with a float constant ``c``: ``1 / c`` if the
+    corrected quotient is exact for every x (``codegen.constdiv``), else None."""
+    if e.op != "div" or not e.dtype.is_float or not isinstance(e.args[1], X.Const):
+        return None
+    x = e.args[0]
+    if not (isinstance(x, X.Apply) and x.op == "cast" and x.in_dtype.name in ("uint8", "bool")):
+        return None
+    from .constdiv import corrected_reciprocal
+    return corrected_reciprocal(float(e.args[1].value), e.dtype.np_dtype.name,
+                                2 if x.in_dtype.name == "bool" else 256)
 
 
 def _checked_index(b, v, e, dim: int):
