@@ -248,7 +248,8 @@ def _small_int_division(e):
     if e.op != "div" or not e.dtype.is_float or not isinstance(e.args[1], X.Const):
         return None
     x = e.args[0]
-    if not (isinstance(x, X.Apply) and x.op == "cast" and x.in_dtype.name in ("uint8", "bool")):
+    if not (isinstance(x, X.Apply) and x.op == "cast" and x.in_dtype.name in ("uint8", "bool")
+            and x.dtype == e.dtype == e.in_dtype == e.args[1].dtype):
         return None
     from .constdiv import corrected_reciprocal
     return corrected_reciprocal(float(e.args[1].value), e.dtype.np_dtype.name,
