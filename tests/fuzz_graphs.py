@@ -1273,6 +1273,20 @@ def _classes(x):
     return c
 
 
+def _accumulation_length(n: Node) -> int:
+    """How many terms one element of an accumulating op's result sums (1 for other ops)."""
+    if n.op not in _ACCUMULATING or not n.inputs:
+        return 1
+    x = n.inputs[0]
+    if n.op == "matmul":
+        return x.shape[-1]
+    if n.op in ("softmax", "log_softmax"):
+        return x.shape[n.attrs["axis"]]
+    if n.op == "scatter_add":
+        return builtins.max(1, n.inputs[1].type.size)
+    return builtins.max(1, x.type.size // builtins.max(1, n.type.size))
+
+
 def _cone_stats(graph: Graph, values: dict):
     """Per node: (largest finite magnitude, longest accumulation, any float32) over its ancestors."""
     stats: dict[int, tuple] = {}
@@ -1286,17 +1300,7 @@ def _cone_stats(graph: Graph, values: dict):
                 m = float(fin.max())
         elif v is not None and v.dtype.kind in "iu" and v.size:
             m = float(np.abs(v.astype(np.float64)).max())
-        length = 1
-        if n.op in _ACCUMULATING and n.inputs:
-            x = n.inputs[0]
-            if n.op == "matmul":
-                length = x.shape[-1]
-            elif n.op in ("softmax", "log_softmax"):
-                length = x.shape[n.attrs["axis"]]
-            elif n.op == "scatter_add":
-                length = builtins.max(1, n.inputs[1].type.size)
-            else:
-                length = builtins.max(1, x.type.size // builtins.max(1, n.type.size))
+        length = _accumulation_length(n)
         for i in n.inputs:
             mi, li, fi = stats[id(i)]
             m = builtins.max(m, mi)
@@ -1368,26 +1372,25 @@ def compare_output(k, node: Node, got, want, exact: bool, shadows: list, cone, l
 
 def _accumulation_noise(n: Node, out, args) -> float:
     """The absolute rounding error of an accumulating op's result, estimated as
-    eps * (largest finite input magnitude, times the other operand's for matmul) * sqrt(length):
-    a sum that cancels to ~0 is off by this much, not by eps times its own tiny value."""
+    eps * (largest finite input magnitude, times the other operand's for matmul) *
+    sqrt(``_accumulation_length``): a sum that cancels to ~0 is off by this much, not by eps
+    times its own tiny value."""
     def big(v):
         v = np.asarray(v)
         if v.dtype.kind not in "fiu" or not v.size:
             return 0.0
         fin = np.abs(v[np.isfinite(v)]) if v.dtype.kind == "f" else np.abs(v.astype(np.float64))
         return float(fin.max()) if fin.size else 0.0
-    x = args[0] if args else None
-    if x is None or not hasattr(x, "shape"):
+    if not args:
         return 0.0
+    length = _accumulation_length(n)
     if n.op == "matmul":
-        length, m = x.shape[-1] if x.ndim else 1, big(x) * big(args[1])
-    elif n.op in ("softmax", "log_softmax"):
-        length, m = x.shape[n.attrs["axis"]], builtins.max(big(x), 1.0)
+        m = big(args[0]) * big(args[1])
     elif n.op == "scatter_add":
-        length, m = builtins.max(1, np.asarray(args[1]).size), big(args[1])
+        m = big(args[1])
     else:
-        length, m = builtins.max(1, x.size // builtins.max(1, out.size)), big(x)
-        if n.op == "logsumexp":
+        m = big(args[0])
+        if n.op in ("softmax", "log_softmax", "logsumexp"):
             m = builtins.max(m, 1.0)
         elif n.op == "mean":
             m /= length
